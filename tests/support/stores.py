@@ -1,0 +1,27 @@
+"""Builds a fresh, empty store of each kind for the contract suite and the manager tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from chatruntime.stores import MemoryStore, SessionStore
+
+
+@asynccontextmanager
+async def open_store_for_test(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[SessionStore]:
+    store: SessionStore
+    if kind == "memory":
+        store = MemoryStore()
+    else:
+        pytest.fail(f"store kind {kind!r} is not built yet")
+    await store.initialize()
+    try:
+        yield store
+    finally:
+        await store.close()
