@@ -1,7 +1,16 @@
 """The data model: sessions, history items, agent specs, results and errors."""
 
 from ._agent import AgentSpec, ModelSettingsSpec
-from ._common import NAME_MAX_LENGTH, WireModel, check_name, is_uuid, new_id, now_ms, require_uuid
+from ._common import (
+    NAME_MAX_LENGTH,
+    WireModel,
+    check_name,
+    describe_validation_error,
+    is_uuid,
+    new_id,
+    now_ms,
+    require_uuid,
+)
 from ._errors import (
     AgentNotFoundError,
     BusyError,
@@ -36,7 +45,7 @@ from ._history import (
     TextOutput,
 )
 from ._message import Message
-from ._result import ErrorInfo, Result
+from ._result import ErrorInfo, Result, guard
 from ._session import (
     SCHEMA_VERSION,
     SESSION_STATUSES,
@@ -89,7 +98,9 @@ __all__ = [
     "TurnTimeoutError",
     "WireModel",
     "check_name",
+    "describe_validation_error",
     "exception_for",
+    "guard",
     "is_uuid",
     "new_id",
     "now_ms",

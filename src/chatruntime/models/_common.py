@@ -93,3 +93,15 @@ def _valid_name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_valid_name)]
+
+
+def describe_validation_error(error: Exception) -> str:
+    """One readable line per problem of a pydantic ``ValidationError`` ("field: problem")."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error)
+    parts = []
+    for problem in errors(include_url=False):
+        where = ".".join(str(part) for part in problem.get("loc", ())) or "value"
+        parts.append(f"{where}: {problem.get('msg', 'invalid')}")
+    return "; ".join(parts)

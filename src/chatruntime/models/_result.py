@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._errors import ChatRuntimeError, ErrorCode, exception_for
 
 T = TypeVar("T")
+logger = logging.getLogger("chatruntime")
 
 
 class ErrorInfo(BaseModel):
@@ -66,3 +69,22 @@ class Result(BaseModel, Generic[T]):
     def _raise(self) -> NoReturn:
         assert self.error is not None
         raise self.error.to_exception()
+
+
+async def guard(call: Callable[[], Awaitable[T]]) -> Result[T]:
+    """Run ``call`` and turn expected failures into ``Result`` errors.
+
+    Unexpected exceptions are logged and answered as ``INTERNAL_ERROR``: a service behind
+    this library gets an answer it can map, and the traceback is in the log.
+    """
+    try:
+        return Result.ok(await call())
+    except ChatRuntimeError as error:
+        return Result.from_exception(error)
+    except Exception as error:
+        logger.exception("unexpected error in chatruntime")
+        return Result.fail(
+            ErrorCode.INTERNAL_ERROR,
+            f"internal error: {type(error).__name__}: {error}",
+            exception=type(error).__name__,
+        )
