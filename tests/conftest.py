@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from agents import set_tracing_disabled
 
-pytest_plugins = ["support.services", "support.blocking"]
+# No test may export traces to the network, whatever a test configures.
+set_tracing_disabled(True)
+
+pytest_plugins = ["support.services", "support.blocking", "support.openai_server"]
 
 
 @pytest.fixture

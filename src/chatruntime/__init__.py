@@ -10,7 +10,14 @@ Example:
     ...     reply = await manager.send_message(session.id, "Hello")
 """
 
-from .agent import AgentManager, ToolRegistry
+from .agent import (
+    AgentManager,
+    ModelConfig,
+    OfflineModel,
+    OfflineModelProvider,
+    ToolRegistry,
+    build_model_provider,
+)
 from .models import (
     AgentNotFoundError,
     AgentSpec,
@@ -72,8 +79,11 @@ __all__ = [
     "MemoryStore",
     "Message",
     "MessageItem",
+    "ModelConfig",
     "ModelError",
     "ModelSettingsSpec",
+    "OfflineModel",
+    "OfflineModelProvider",
     "ReasoningItem",
     "Result",
     "SessionContext",
@@ -89,6 +99,7 @@ __all__ = [
     "TurnCancelledError",
     "TurnError",
     "TurnTimeoutError",
+    "build_model_provider",
 ]
 
 for _name in __all__:

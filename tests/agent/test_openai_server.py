@@ -14,7 +14,6 @@ from agents import Agent, RunConfig, Runner, function_tool
 from agents.models.interface import ModelProvider
 
 from chatruntime.agent._providers import ModelApi, ModelConfig, build_model_provider
-from support import openai_server as server_support
 from support.openai_server import (
     OpenAIServer,
     function_call,
@@ -24,8 +23,6 @@ from support.openai_server import (
 )
 
 pytestmark = pytest.mark.anyio
-
-openai_server = server_support.openai_server
 
 ProviderFactory = Callable[..., AbstractAsyncContextManager[RunConfig]]
 
