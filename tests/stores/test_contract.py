@@ -207,6 +207,19 @@ async def test_unicode_and_large_content_survive(store: SessionStore) -> None:
     assert loaded.history == items
 
 
+async def test_a_turn_of_thousands_of_items_round_trips_in_order(store: SessionStore) -> None:
+    # Past the sizes where stores batch: Lua's unpack() limit, SQL's bound-parameter limit.
+    from chatruntime.models import MessageItem
+
+    h = header()
+    items = [MessageItem(role="user", content=f"item {n}") for n in range(2_500)]
+    await store.write_session(h, items[:1], expected_revision=None)
+    await store.write_session(bumped(h), items[1:], expected_revision=0)
+    loaded = await store.get_session(h.id)
+    assert loaded is not None
+    assert loaded.history == items
+
+
 # -- leases ---------------------------------------------------------------------------------
 
 

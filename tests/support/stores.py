@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,13 @@ async def open_store_for_test(
     store: SessionStore
     if kind == "memory":
         store = MemoryStore()
+    elif kind == "redis":
+        from chatruntime.stores import RedisStore
+
+        # One shared server for the session; a fresh key prefix gives each test empty data.
+        store = RedisStore(
+            request.getfixturevalue("redis_url"), key_prefix=f"test-{uuid.uuid4().hex}:"
+        )
     else:
         pytest.fail(f"store kind {kind!r} is not built yet")
     await store.initialize()

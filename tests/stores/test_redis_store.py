@@ -1,0 +1,624 @@
+"""What ``RedisStore`` does beyond the contract: its keys, indexes, leases and failures.
+
+Runs against the session's throwaway Redis server; each test gets its own key prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.driver_info import DriverInfo
+
+from chatruntime.models import (
+    BusyError,
+    ChatSession,
+    ConflictError,
+    CorruptDataError,
+    InvalidInputError,
+    MessageItem,
+    SessionContext,
+    StorageError,
+    StoreVersionError,
+    new_id,
+    now_ms,
+)
+from chatruntime.stores import CorruptRecord, RedisStore
+from support.factories import T0, agent_spec, bumped, header, turn_items
+from support.services import start_redis
+
+pytestmark = pytest.mark.anyio
+
+# Without an explicit version redis-py reads package metadata for every new connection,
+# which the blocking-call detector rightly flags when it happens inside the store.
+DRIVER = DriverInfo(name="redis-py", lib_version=redis.__version__)
+
+
+def raw_client(url: str, **options: Any) -> Redis:
+    return Redis.from_url(url, decode_responses=True, driver_info=DRIVER, **options)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+async def store(redis_url: str, prefix: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis_url, key_prefix=prefix)
+    await opened.initialize()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[Redis]:
+    client = raw_client(redis_url)
+    yield client
+    await client.aclose()
+
+
+def key(prefix: str, *parts: str) -> str:
+    return prefix + ":".join(("chatruntime", *parts))
+
+
+def wire(model: Any) -> dict[str, Any]:
+    return dict(model.to_wire())
+
+
+async def keys_under(raw: Redis, prefix: str) -> set[str]:
+    return {name async for name in raw.scan_iter(match=f"{prefix}*")}
+
+
+# -- keys and values ------------------------------------------------------------------------
+
+
+async def test_created_session_is_a_header_hash_a_history_list_and_index_entries(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header(user_id="user-1")
+    items = turn_items(1)
+    await store.write_session(h, items, expected_revision=None)
+
+    stored = await raw.hgetall(key(prefix, "session", h.id))
+    assert set(stored) == {"revision", "header", "agentId", "userId"}
+    assert (stored["revision"], stored["agentId"], stored["userId"]) == ("0", h.agent_id, "user-1")
+    assert json.loads(stored["header"]) == wire(h)
+    history = await raw.lrange(key(prefix, "history", h.id), 0, -1)
+    assert [json.loads(element) for element in history] == [wire(item) for item in items]
+    assert await raw.zrange(key(prefix, "sessions"), 0, -1, withscores=True) == [(h.id, T0)]
+    agent_index = key(prefix, "agent_sessions", h.agent_id)
+    assert await raw.zrange(agent_index, 0, -1, withscores=True) == [(h.id, T0)]
+    user_index = key(prefix, "user_sessions", "user-1")
+    assert await raw.zrange(user_index, 0, -1, withscores=True) == [(h.id, T0)]
+    assert await keys_under(raw, prefix) == {
+        key(prefix, "schema"),
+        key(prefix, "session", h.id),
+        key(prefix, "history", h.id),
+        key(prefix, "sessions"),
+        agent_index,
+        user_index,
+    }
+
+
+async def test_a_turn_pushes_exactly_its_items_and_rewrites_nothing(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    first, second = turn_items(1), turn_items(2)
+    await store.write_session(h, first, expected_revision=None)
+    history_key = key(prefix, "history", h.id)
+
+    events = await history_key_events(
+        raw, history_key, store.write_session(bumped(h), second, expected_revision=0)
+    )
+
+    assert events == ["rpush"]
+    history = await raw.lrange(history_key, 0, -1)
+    assert [json.loads(element) for element in history] == [wire(i) for i in first + second]
+
+
+async def test_a_header_only_write_does_not_touch_the_history(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    history_key = key(prefix, "history", h.id)
+
+    renamed = bumped(h, name="Renamed")
+    events = await history_key_events(
+        raw, history_key, store.write_session(renamed, [], expected_revision=0)
+    )
+
+    assert events == []
+    stored = await raw.hmget(key(prefix, "session", h.id), ["revision", "header"])
+    assert stored[0] == "1"
+    assert json.loads(stored[1]) == wire(renamed)
+
+
+async def history_key_events(raw: Redis, history_key: str, write: Any) -> list[str]:
+    """The keyspace events Redis reports for ``history_key`` while ``write`` runs."""
+    previous = (await raw.config_get("notify-keyspace-events"))["notify-keyspace-events"]
+    await raw.config_set("notify-keyspace-events", "KA")
+    pubsub = raw.pubsub()
+    try:
+        await pubsub.subscribe(f"__keyspace@0__:{history_key}")
+        await pubsub.get_message(timeout=1)  # the subscription confirmation
+        await write
+        events: list[str] = []
+        while (message := await pubsub.get_message(timeout=0.2)) is not None:
+            events.append(message["data"])
+        return events
+    finally:
+        await pubsub.aclose()
+        await raw.config_set("notify-keyspace-events", previous)
+
+
+async def test_a_long_turn_is_pushed_whole_and_in_order(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    items = [MessageItem(role="user", content=f"m{n}", timestamp=T0) for n in range(2500)]
+    await store.write_session(h, items, expected_revision=None)
+    history = await raw.lrange(key(prefix, "history", h.id), 0, -1)
+    assert [json.loads(element)["content"] for element in history] == [f"m{n}" for n in range(2500)]
+
+
+async def test_agents_are_json_strings_indexed_by_creation_time(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    spec = agent_spec(created_at=5)
+    await store.save_agent(spec)
+    assert json.loads(await raw.get(key(prefix, "agent", spec.id))) == wire(spec)
+    assert await raw.zrange(key(prefix, "agents"), 0, -1, withscores=True) == [(spec.id, 5.0)]
+    await store.delete_agent(spec.id)
+    assert await keys_under(raw, prefix) == {key(prefix, "schema")}
+
+
+# -- indexes --------------------------------------------------------------------------------
+
+
+async def test_changing_agent_and_user_moves_the_session_between_indexes(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header(user_id="alice")
+    await store.write_session(h, [], expected_revision=None)
+    new_agent = new_id()
+    moved = bumped(
+        h, agent_id=new_agent, user_id="bob", context=SessionContext(last_activity=T0 + 7)
+    )
+    await store.write_session(moved, [], expected_revision=0)
+
+    assert await raw.exists(key(prefix, "agent_sessions", h.agent_id)) == 0
+    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    for index in (
+        key(prefix, "agent_sessions", new_agent),
+        key(prefix, "user_sessions", "bob"),
+        key(prefix, "sessions"),
+    ):
+        assert await raw.zrange(index, 0, -1, withscores=True) == [(h.id, T0 + 7)]
+
+
+async def test_removing_the_user_drops_the_session_from_the_user_index(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header(user_id="alice")
+    await store.write_session(h, [], expected_revision=None)
+    await store.write_session(bumped(h, user_id=None), [], expected_revision=0)
+    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.hget(key(prefix, "session", h.id), "userId") == ""
+    assert await raw.zrange(key(prefix, "agent_sessions", h.agent_id), 0, -1) == [h.id]
+
+
+async def test_a_refused_write_leaves_header_history_and_indexes_as_they_were(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header(user_id="alice")
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    before = {name: await raw.dump(name) for name in await keys_under(raw, prefix)}
+
+    with pytest.raises(ConflictError) as caught:
+        await store.write_session(
+            bumped(h, user_id="bob", agent_id=new_id()), turn_items(2), expected_revision=5
+        )
+
+    assert caught.value.details == {
+        "session_id": h.id,
+        "stored_revision": 0,
+        "expected_revision": 5,
+    }
+    assert caught.value.message == (
+        f"session {h.id} is at revision 0, not 5: reload it and try again"
+    )
+    assert {name: await raw.dump(name) for name in await keys_under(raw, prefix)} == before
+
+
+async def test_update_of_a_missing_session_says_it_no_longer_exists(store: RedisStore) -> None:
+    h = header()
+    with pytest.raises(ConflictError, match=f"^session {h.id} no longer exists$"):
+        await store.write_session(bumped(h), [], expected_revision=0)
+
+
+async def test_delete_removes_header_history_and_every_index_entry(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    kept = header(user_id="alice")
+    gone = header(user_id="alice", agent_id=kept.agent_id)
+    await store.write_session(kept, [], expected_revision=None)
+    await store.write_session(gone, turn_items(1), expected_revision=None)
+
+    assert await store.delete_session(gone.id) is True
+
+    assert await raw.exists(key(prefix, "session", gone.id)) == 0
+    assert await raw.exists(key(prefix, "history", gone.id)) == 0
+    for index in (
+        key(prefix, "sessions"),
+        key(prefix, "agent_sessions", kept.agent_id),
+        key(prefix, "user_sessions", "alice"),
+    ):
+        assert await raw.zrange(index, 0, -1) == [kept.id]
+
+
+async def test_repeating_a_stored_write_succeeds_without_writing_twice(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    # What redis-py does when a reply is lost and it retries the script.
+    h = header()
+    first, second = turn_items(1), turn_items(2)
+    await store.write_session(h, first, expected_revision=None)
+    h1 = bumped(h)
+    await store.write_session(h1, second, expected_revision=0)
+    await store.write_session(h1, second, expected_revision=0)
+    assert await raw.llen(key(prefix, "history", h.id)) == 8
+    assert await store.get_session(h.id) == ChatSession.from_parts(h1, first + second)
+    with pytest.raises(ConflictError):
+        await store.write_session(h1, turn_items(3), expected_revision=0)
+
+
+async def test_load_sessions_lists_the_most_recently_active_first(store: RedisStore) -> None:
+    older = header(context=SessionContext(last_activity=T0))
+    newer = header(context=SessionContext(last_activity=T0 + 1))
+    await store.write_session(older, [], expected_revision=None)
+    await store.write_session(newer, [], expected_revision=None)
+    report = await store.load_sessions()
+    assert [s.id for s in report.sessions] == [newer.id, older.id]
+
+
+# -- expiry ---------------------------------------------------------------------------------
+
+
+async def test_expires_at_becomes_the_keys_expiry_and_clearing_it_persists_them(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    expires_at = now_ms() + 3_600_000
+    h = header(expires_at=expires_at)
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    session_key, history_key = key(prefix, "session", h.id), key(prefix, "history", h.id)
+    assert await raw.pexpiretime(session_key) == expires_at
+    assert await raw.pexpiretime(history_key) == expires_at
+
+    await store.write_session(bumped(h, expires_at=None), [], expected_revision=0)
+    assert await raw.pttl(session_key) == -1
+    assert await raw.pttl(history_key) == -1
+
+
+async def test_an_expired_session_is_gone_and_pruned_from_the_index(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    kept = header()
+    expiring = header(expires_at=now_ms() + 150)
+    await store.write_session(kept, [], expected_revision=None)
+    await store.write_session(expiring, turn_items(1), expected_revision=None)
+    await anyio.sleep(0.3)
+
+    assert await store.get_session(expiring.id) is None
+    report = await store.load_sessions()
+    assert [s.id for s in report.sessions] == [kept.id]
+    assert await raw.zrange(key(prefix, "sessions"), 0, -1) == [kept.id]
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+async def test_a_held_lease_is_a_random_token_with_the_ttl(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    lease_key = key(prefix, "lease", session_id)
+    async with store.lease(session_id, ttl=20, timeout=1):
+        token = await raw.get(lease_key)
+        ttl_ms = await raw.pttl(lease_key)
+    assert token is not None
+    assert re.fullmatch(r"[0-9a-f]{32}", token)
+    assert 19_000 < ttl_ms <= 20_000
+    assert await raw.exists(lease_key) == 0
+
+
+async def test_a_holder_cannot_release_a_lease_that_is_no_longer_its_own(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    # The holder's lease expired and another process took the session meanwhile.
+    session_id = new_id()
+    lease_key = key(prefix, "lease", session_id)
+    async with store.lease(session_id, timeout=1):
+        await raw.set(lease_key, "another-holder", px=60_000)
+    assert await raw.get(lease_key) == "another-holder"
+
+
+async def test_a_dead_holders_lease_is_granted_once_it_expires(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    lease_key = key(prefix, "lease", session_id)
+    await raw.set(lease_key, "dead-holder", px=400)
+    started = anyio.current_time()
+    async with store.lease(session_id, timeout=5):
+        waited = anyio.current_time() - started
+        holder = await raw.get(lease_key)
+    assert 0.3 <= waited < 2
+    assert holder not in (None, "dead-holder")
+
+
+async def test_a_lease_held_past_the_timeout_is_busy_with_details(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    await raw.set(key(prefix, "lease", session_id), "other-process", px=60_000)
+    with anyio.fail_after(3), pytest.raises(BusyError) as caught:
+        async with store.lease(session_id, timeout=0.2):
+            pytest.fail("the lease was granted while another process held it")
+    assert caught.value.details == {"session_id": session_id, "timeout": 0.2}
+    assert await raw.get(key(prefix, "lease", session_id)) == "other-process"
+
+
+async def test_a_held_lease_is_renewed_past_its_ttl(
+    store: RedisStore, raw: Redis, prefix: str, redis_url: str
+) -> None:
+    session_id = new_id()
+    lease_key = key(prefix, "lease", session_id)
+    other = RedisStore(redis_url, key_prefix=prefix)
+    async with store.lease(session_id, ttl=0.3, timeout=1):
+        token = await raw.get(lease_key)
+        await anyio.sleep(1.0)
+        assert await raw.get(lease_key) == token
+        with pytest.raises(BusyError):
+            async with other.lease(session_id, timeout=0.1):
+                pass
+    await other.close()
+    assert await raw.exists(lease_key) == 0
+
+
+async def test_a_cancelled_waiter_leaves_the_holders_lease_alone(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    lease_key = key(prefix, "lease", session_id)
+    await raw.set(lease_key, "holder", px=60_000)
+    with anyio.move_on_after(0.2):
+        async with store.lease(session_id, timeout=5):
+            pytest.fail("granted while held")
+    assert await raw.get(lease_key) == "holder"
+
+
+# -- initialize and bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/0",
+        "127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:99999/0",
+        "unix://",
+    ],
+)
+def test_a_malformed_url_is_invalid_input(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="malformed Redis URL") as caught:
+        RedisStore(url)
+    assert caught.value.details == {"field": "url"}
+
+
+def test_exactly_one_of_url_client_and_pool_is_needed(redis_url: str) -> None:
+    with pytest.raises(InvalidInputError, match="got none"):
+        RedisStore()
+    client = raw_client(redis_url)
+    with pytest.raises(InvalidInputError, match="got url, client"):
+        RedisStore(redis_url, client=client)
+
+
+async def test_an_unreachable_server_fails_promptly_naming_host_and_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = RedisStore(f"redis://127.0.0.1:{port}/0")
+    with anyio.fail_after(3), pytest.raises(StorageError) as caught:
+        await unreachable.initialize()
+    assert f"cannot reach Redis at 127.0.0.1:{port}" in caught.value.message
+    assert caught.value.details == {"server": f"127.0.0.1:{port}"}
+    await unreachable.close()
+
+
+@pytest.fixture(scope="module")
+def password_redis() -> Iterator[str]:
+    """A second server that demands a password: its URL with the right one."""
+    server = start_redis()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"CONFIG SET requirepass right-password\r\n")
+            assert sock.recv(64) == b"+OK\r\n"
+        yield f"redis://:right-password@127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "credentials", ["", ":wrong-password@", "someone:right-password@"], ids=str
+)
+async def test_wrong_credentials_fail_saying_authentication_failed(
+    password_redis: str, credentials: str
+) -> None:
+    url = password_redis.replace(":right-password@", credentials)
+    refused = RedisStore(url)
+    with anyio.fail_after(5), pytest.raises(StorageError, match="authentication failed"):
+        await refused.initialize()
+    await refused.close()
+
+
+async def test_the_right_password_is_accepted(password_redis: str) -> None:
+    accepted = RedisStore(password_redis)
+    await accepted.initialize()
+    await accepted.close()
+
+
+async def test_initialize_records_the_layout_version_once(
+    redis_url: str, raw: Redis, prefix: str
+) -> None:
+    fresh = RedisStore(redis_url, key_prefix=prefix)
+    await fresh.initialize()
+    await fresh.initialize()
+    assert await raw.get(key(prefix, "schema")) == "1"
+    await fresh.close()
+
+
+async def test_data_from_a_newer_version_is_refused(
+    redis_url: str, raw: Redis, prefix: str
+) -> None:
+    await raw.set(key(prefix, "schema"), "2")
+    newer = RedisStore(redis_url, key_prefix=prefix)
+    with pytest.raises(StoreVersionError, match="newer chatruntime") as caught:
+        await newer.initialize()
+    assert caught.value.details == {
+        "location": key(prefix, "schema"),
+        "found": 2,
+        "supported": 1,
+    }
+    assert await raw.get(key(prefix, "schema")) == "2"
+    await newer.close()
+
+
+async def test_a_closed_store_can_be_initialized_again(store: RedisStore) -> None:
+    await store.close()
+    await store.initialize()
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    assert await store.get_revision(h.id) == 0
+
+
+async def test_a_client_passed_in_is_used_and_left_open(
+    redis_url: str, raw: Redis, prefix: str
+) -> None:
+    # decode_responses=True: the store reads text replies as well as bytes.
+    client = raw_client(redis_url)
+    borrowed = RedisStore(client=client, key_prefix=prefix)
+    await borrowed.initialize()
+    h = header()
+    items = turn_items(1)
+    await borrowed.write_session(h, items, expected_revision=None)
+    assert await borrowed.get_session(h.id) == ChatSession.from_parts(h, items)
+    await borrowed.close()
+    assert await client.ping() is True
+    await client.aclose()
+
+
+async def test_a_pool_passed_in_is_used_and_left_open(redis_url: str, prefix: str) -> None:
+    pool = ConnectionPool.from_url(redis_url, driver_info=DRIVER)
+    pooled = RedisStore(connection_pool=pool, key_prefix=prefix)
+    await pooled.initialize()
+    await pooled.close()
+    assert await Redis(connection_pool=pool).ping() is True
+    await pool.disconnect()
+
+
+# -- corrupt records ------------------------------------------------------------------------
+
+
+async def test_a_corrupt_header_is_reported_and_left_in_place(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    good = header()
+    await store.write_session(good, [], expected_revision=None)
+    bad_id = new_id()
+    bad_key = key(prefix, "session", bad_id)
+    await raw.hset(bad_key, mapping={"revision": "0", "header": "{not json"})
+    await raw.zadd(key(prefix, "sessions"), {bad_id: 1})
+
+    report = await store.load_sessions()
+
+    assert [s.id for s in report.sessions] == [good.id]
+    assert [(r.session_id, r.location) for r in report.corrupt] == [(bad_id, bad_key)]
+    assert report.corrupt[0].reason.startswith("invalid header: record: Invalid JSON")
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_session(bad_id)
+    assert caught.value.details["location"] == bad_key
+    assert await raw.hgetall(bad_key) == {"revision": "0", "header": "{not json"}
+
+
+async def test_a_corrupt_history_item_is_reported_with_its_position(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    history_key = key(prefix, "history", h.id)
+    await raw.rpush(history_key, '{"type": "bogus"}')
+
+    report = await store.load_sessions()
+
+    assert report.sessions == []
+    assert report.corrupt == [
+        CorruptRecord(
+            session_id=h.id,
+            location=history_key,
+            reason=report.corrupt[0].reason,
+        )
+    ]
+    assert report.corrupt[0].reason.startswith("invalid item at index 4: ")
+    assert await raw.llen(history_key) == 5
+
+
+async def test_a_session_key_of_the_wrong_type_is_corrupt(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    session_key = key(prefix, "session", session_id)
+    await raw.set(session_key, "not a hash")
+    await raw.zadd(key(prefix, "sessions"), {session_id: 1})
+    report = await store.load_sessions()
+    assert report.corrupt == [
+        CorruptRecord(session_id, session_key, f"{session_key} is not a hash")
+    ]
+    with pytest.raises(CorruptDataError):
+        await store.get_revision(session_id)
+
+
+async def test_a_corrupt_agent_is_corrupt_data(store: RedisStore, raw: Redis, prefix: str) -> None:
+    agent_id = new_id()
+    await raw.set(key(prefix, "agent", agent_id), '{"id": 1}')
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_agent(agent_id)
+    assert caught.value.details["location"] == key(prefix, "agent", agent_id)
+
+
+# -- packaging ------------------------------------------------------------------------------
+
+
+def test_without_the_redis_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import chatruntime.stores as stores
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "chatruntime.stores._redis")
+    monkeypatch.delattr(stores, "RedisStore", raising=False)
+    with pytest.raises(ImportError, match=r"^RedisStore needs .*: install chatruntime\[redis\]$"):
+        stores.RedisStore  # noqa: B018
