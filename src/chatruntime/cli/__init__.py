@@ -1,0 +1,30 @@
+"""The ``chatruntime`` command: a terminal chat (REPL) on the session manager.
+
+Run ``chatruntime --help`` for its options, and ``/help`` inside it for its commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._options import Options, parse_options
+from ._repl import run
+
+__all__ = ["Options", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the REPL and return its exit status.
+
+    Args:
+        argv: The arguments after the program name (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        0 after ``/quit`` or end of input, 1 when it cannot start (the reason is printed),
+        2 for bad options, 130 when interrupted while starting.
+    """
+    try:
+        options = parse_options(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return run(options)
