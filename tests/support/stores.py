@@ -19,6 +19,10 @@ async def open_store_for_test(
     store: SessionStore
     if kind == "memory":
         store = MemoryStore()
+    elif kind == "file":
+        from chatruntime.stores import FileStore
+
+        store = FileStore(tmp_path / "store")
     elif kind == "redis":
         from chatruntime.stores import RedisStore
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ._file import FileStore
 from ._memory import MemoryStore
 from ._protocol import (
     DEFAULT_LEASE_TIMEOUT,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_LEASE_TIMEOUT",
     "DEFAULT_LEASE_TTL",
     "CorruptRecord",
+    "FileStore",
     "LoadReport",
     "MemoryStore",
     "RedisStore",

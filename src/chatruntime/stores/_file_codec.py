@@ -1,0 +1,118 @@
+"""What ``FileStore`` records look like as bytes, and why a record could not be read.
+
+- A snapshot (``<sessionId>.json``) and an agent (``<agentId>.json``) are pretty-printed JSON
+  with a 2-space indent and camelCase keys, as the TypeScript original writes them.
+- A journal (``<sessionId>.journal``) holds one compact JSON object per line, each a complete
+  write: ``{"revision":N,"header":{...},"items":[...]}``. A last line without its newline is
+  a torn append, whose call never returned success, and is not part of the record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from ..models import (
+    SCHEMA_VERSION,
+    ChatSession,
+    HistoryItem,
+    SessionHeader,
+    WireModel,
+)
+
+_MAX_LISTED_ERRORS = 8
+
+RecordT = TypeVar("RecordT", bound=WireModel)
+
+
+class Unreadable(Exception):
+    """A record that cannot be decoded; ``reason`` says why, for people."""
+
+    def __init__(self, reason: str, *, newer: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.newer = newer
+        """True when the record was written by a newer chatruntime (a version problem)."""
+
+
+class JournalEntry(WireModel):
+    """One journal line: the header after a write and the items that write appended."""
+
+    revision: int
+    header: SessionHeader
+    items: list[HistoryItem]
+
+
+def encode_snapshot(session: ChatSession) -> bytes:
+    stamped = session.model_copy(update={"schema_version": SCHEMA_VERSION})
+    return stamped.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+
+
+def encode_record(record: WireModel) -> bytes:
+    return record.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+
+
+def encode_journal_line(header: SessionHeader, items: list[HistoryItem]) -> bytes:
+    stamped = header.model_copy(update={"schema_version": SCHEMA_VERSION})
+    entry = JournalEntry(revision=header.revision, header=stamped, items=items)
+    return entry.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"
+
+
+def decode_record(model: type[RecordT], data: bytes) -> RecordT:
+    """Validate ``data`` as ``model``, refusing records of a newer schema version.
+
+    Raises:
+        Unreadable: Not JSON, not valid against the schema, or written by a newer version.
+    """
+    try:
+        record = model.model_validate_json(data)
+    except ValidationError as error:
+        _refuse_newer(_peek_schema_version(data))
+        raise Unreadable(describe_validation_error(error)) from None
+    _refuse_newer(getattr(record, "schema_version", 0))
+    return record
+
+
+def decode_journal_line(line: bytes) -> JournalEntry:
+    entry = decode_record(JournalEntry, line)
+    _refuse_newer(entry.header.schema_version)
+    return entry
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad field, e.g. ``name: String should have at least 1 character``."""
+    problems = error.errors(include_url=False)
+    for problem in problems:
+        if problem["type"] == "json_invalid":
+            detail = str(problem["ctx"].get("error", "")) if "ctx" in problem else ""
+            return f"not valid JSON: {detail or problem['msg']}"
+    parts = [
+        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+        for problem in problems[:_MAX_LISTED_ERRORS]
+    ]
+    if len(problems) > _MAX_LISTED_ERRORS:
+        parts.append(f"and {len(problems) - _MAX_LISTED_ERRORS} more problems")
+    return "; ".join(parts)
+
+
+def _peek_schema_version(data: bytes) -> int | None:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    version = parsed.get("schemaVersion") if isinstance(parsed, dict) else None
+    if not isinstance(version, int) and isinstance(parsed, dict):
+        header = parsed.get("header")
+        version = header.get("schemaVersion") if isinstance(header, dict) else None
+    return version if isinstance(version, int) else None
+
+
+def _refuse_newer(version: int | None) -> None:
+    if version is not None and version > SCHEMA_VERSION:
+        raise Unreadable(
+            f"written by a newer chatruntime (schema version {version}; "
+            f"this one reads up to {SCHEMA_VERSION}): upgrade chatruntime to read it",
+            newer=True,
+        )

@@ -1,0 +1,246 @@
+"""Durable file primitives for ``FileStore``: blocking calls, meant for worker threads only.
+
+Every function here may block (disk I/O, ``fsync``, ``flock``), so ``FileStore`` runs them
+through ``anyio.to_thread.run_sync`` and never on the event loop. Each one turns ``OSError``
+into :class:`~chatruntime.StorageError` naming the path and the operating system's reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+from contextlib import suppress
+from pathlib import Path
+
+from ..models import StorageError
+
+Identity = tuple[int, int, int, int, int]
+"""What tells two versions of a file apart: device, inode, size, mtime and ctime (ns)."""
+
+
+def identity(stat: os.stat_result) -> Identity:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def storage_error(action: str, path: Path, error: OSError) -> StorageError:
+    """A ``StorageError`` saying what failed on which path and why, e.g. "No space left"."""
+    reason = error.strerror or str(error)
+    return StorageError(
+        f"cannot {action} {path}: {reason}",
+        path=str(path),
+        reason=reason,
+        errno=errno.errorcode.get(error.errno or 0, str(error.errno)),
+    )
+
+
+def stat_or_none(path: Path) -> os.stat_result | None:
+    """The stat of ``path``, or ``None`` if it is absent (or a parent is not a directory)."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        raise storage_error("inspect", path, error) from error
+
+
+def list_dir(path: Path) -> list[str]:
+    """Names in a directory, sorted; an absent directory (or a file in its place) is empty."""
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as error:
+        raise storage_error("list", path, error) from error
+
+
+def read_file(path: Path, offset: int = 0) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of ``path`` from ``offset`` to its end, and its stat; ``None`` if absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise storage_error("read", path, error) from error
+    try:
+        stat = os.fstat(fd)
+        chunks: list[bytes] = []
+        position = offset
+        while position < stat.st_size:
+            chunk = os.pread(fd, stat.st_size - position, position)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            position += len(chunk)
+        return b"".join(chunks), stat
+    except OSError as error:
+        raise storage_error("read", path, error) from error
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory's entries (files created, renamed, removed in it) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise storage_error("sync directory", path, error) from error
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and missing parents, each made durable in its parent directory."""
+    if os.path.isdir(path):
+        return
+    ensure_dir(path.parent)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        if os.path.isdir(path):
+            return  # another process made it meanwhile
+        error = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        raise storage_error("create directory", path, error) from None
+    except OSError as error:
+        raise storage_error("create directory", path, error) from error
+    fsync_dir(path.parent)
+
+
+def write_atomically(path: Path, data: bytes) -> os.stat_result:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
+
+    Writes a temporary file in the same directory, syncs it, renames it over ``path`` and
+    syncs the directory. Returns the stat of the new file.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as error:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise storage_error("write", path, error) from error
+    fsync_dir(path.parent)
+    try:
+        return os.stat(path)
+    except OSError as error:
+        raise storage_error("inspect", path, error) from error
+
+
+def append_durably(path: Path, data: bytes, *, size_before: int) -> os.stat_result:
+    """Append ``data`` to ``path`` (created if absent) and sync it; returns the new stat.
+
+    On failure the file is cut back to ``size_before``, so a failed append leaves no partial
+    line behind for the next one to follow.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise storage_error("append to", path, error) from error
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            stat = os.fstat(fd)
+        except OSError as error:
+            with suppress(OSError):
+                os.ftruncate(fd, size_before)
+                os.fsync(fd)
+            raise storage_error("append to", path, error) from error
+    finally:
+        os.close(fd)
+    if size_before == 0:
+        # The file may be new, or left empty by a failed first append whose directory entry
+        # was never synced: either way its name must be made durable too.
+        fsync_dir(path.parent)
+    return stat
+
+
+def truncate_durably(path: Path, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes and sync it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise storage_error("truncate", path, error) from error
+
+
+def remove(path: Path) -> bool:
+    """Unlink ``path``; ``False`` if it was not there. The caller syncs the directory."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise storage_error("remove", path, error) from error
+    return True
+
+
+def lock_file(path: Path, *, shared: bool = False, wait: bool = True) -> int | None:
+    """``flock`` the file at ``path`` (created if absent); returns the descriptor holding it.
+
+    With ``wait=False`` returns ``None`` at once when another descriptor holds it. Locks
+    taken on separate ``open``s conflict even within one process, so tasks of this process
+    exclude each other too. Holders may unlink the file when they release it (see
+    :func:`unlock_file`); a waiter that then wins the lock on the unlinked file notices the
+    path names another file and tries again, so two holders never coexist.
+    """
+    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    if not wait:
+        operation |= fcntl.LOCK_NB
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise storage_error("open lock file", path, error) from error
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError as error:
+            os.close(fd)
+            raise storage_error("lock", path, error) from error
+        try:
+            held = os.fstat(fd)
+            current = os.stat(path)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return fd
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            os.close(fd)
+            raise storage_error("lock", path, error) from error
+        os.close(fd)
+
+
+def unlock_file(fd: int, remove_path: Path | None = None) -> None:
+    """Release a lock from :func:`lock_file`, first unlinking ``remove_path`` if given.
+
+    Unlinking while still holding the lock is what makes removal safe: see ``lock_file``.
+    """
+    try:
+        if remove_path is not None:
+            with suppress(OSError):
+                os.unlink(remove_path)
+    finally:
+        os.close(fd)
