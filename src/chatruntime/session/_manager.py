@@ -1,17 +1,23 @@
-"""``SessionManager``: the public lifecycle API over a store, with a cache and per-session locks."""
+"""``SessionManager``: the public API over a store, with a cache, per-session locks and turns."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import enum
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
+from agents import Agent, RunConfig
+from agents.models.interface import ModelProvider
+from anyio.abc import ObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
-from ..agent import AgentManager
+from ..agent import AgentManager, ModelConfig, build_model_provider
 from ..models import (
     SESSION_STATUSES,
     AgentNotFoundError,
@@ -19,10 +25,13 @@ from ..models import (
     CorruptDataError,
     HistoryItem,
     InvalidInputError,
+    Message,
     Result,
     SessionHeader,
+    SessionNotActiveError,
     SessionNotFoundError,
     SessionStatus,
+    TurnTimeoutError,
     check_name,
     guard,
     new_id,
@@ -31,7 +40,10 @@ from ..models import (
 )
 from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, SessionStore
+from ._events import Done, Error, StreamEvent
 from ._locks import SessionLocks
+from ._turn import StreamedTurn, TurnOutcome, TurnRequest, run_turn
+from ._window import WindowPolicy
 
 _UNSET: Any = object()
 RECENT_LIMIT_MAX = 10_000
@@ -67,9 +79,21 @@ class SessionManager:
 
     Args:
         store: Where sessions persist; closed by :meth:`close`.
-        agents: Resolves the agent ids sessions name.
+        agents: Resolves the agent ids sessions name, and supplies the model provider.
         lease_ttl: Seconds a cross-process session lease lives unless renewed.
         lease_timeout: Seconds to wait for a session another process holds before ``BUSY``.
+        default_timeout: Seconds a turn may take when the call names no ``timeout``
+            (``None``: no limit). The time waiting for earlier turns of the session counts.
+        max_turns: The most model calls one turn may make (tool rounds, handoffs) before it
+            fails with ``MAX_TURNS_EXCEEDED``.
+        window: Trims the history sent to the model (:class:`LastItems`,
+            :class:`TokenBudget`); ``None`` sends it all. :meth:`set_window` overrides it
+            per agent. The stored history is never trimmed.
+        run_config: The SDK run configuration of every turn (guardrails, model settings,
+            hooks, tracing). Its model provider is used only when ``agents.model_provider``
+            is ``None``. Without a ``run_config`` and without ``agents.model_provider``,
+            models come from :meth:`ModelConfig.from_env` (OpenAI, an OpenAI-compatible
+            server, or the offline model), and traces are exported only to OpenAI itself.
     """
 
     def __init__(
@@ -79,15 +103,30 @@ class SessionManager:
         *,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
+        default_timeout: float | None = None,
+        max_turns: int = 10,
+        window: WindowPolicy | None = None,
+        run_config: RunConfig | None = None,
     ) -> None:
+        if default_timeout is not None and not _is_timeout(default_timeout):
+            raise ValueError(f"default_timeout must be positive seconds, got {default_timeout!r}")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+            raise ValueError(f"max_turns must be an integer of at least 1, got {max_turns!r}")
         self.store = store
         self.agents = agents
         self.lease_ttl = lease_ttl
         self.lease_timeout = lease_timeout
+        self.default_timeout = default_timeout
+        self.max_turns = max_turns
+        self.window = window
+        self.run_config = run_config
+        self._windows: dict[str, WindowPolicy] = {}
         self._state = _State.NEW
         self._sessions: dict[str, ChatSession] = {}
         self._corrupt: dict[str, CorruptRecord] = {}
         self._locks = SessionLocks()
+        self._model_config: ModelConfig | None = None
+        self._own_provider: ModelProvider | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -116,7 +155,12 @@ class SessionManager:
             return
         self._state = _State.CLOSED
         self._sessions.clear()
-        await self.store.close()
+        provider, self._own_provider = self._own_provider, None
+        try:
+            if provider is not None:
+                await provider.aclose()
+        finally:
+            await self.store.close()
 
     async def __aenter__(self) -> Self:
         (await self.initialize()).unwrap()
@@ -290,6 +334,201 @@ class SessionManager:
 
         return await guard(recent)
 
+    # -- turns ----------------------------------------------------------------------------
+
+    async def send_message(
+        self, session_id: str, content: str, *, timeout: float | None = None
+    ) -> Result[Message]:
+        """Send a user message and run the session's agent until it answers.
+
+        The whole turn (the user's message, tool calls and results, handoffs, reasoning and
+        replies) is stored in one write, with the statistics, or nothing is. Turns of one
+        session run one at a time, in call order.
+
+        Fails with ``VALIDATION_ERROR`` (empty content), ``SESSION_NOT_FOUND``,
+        ``CORRUPT_DATA``, ``SESSION_NOT_ACTIVE`` (paused or completed), ``AGENT_NOT_FOUND``,
+        ``MODEL_ERROR``, ``TOOL_ERROR`` (a tool raised and has no error handler),
+        ``MAX_TURNS_EXCEEDED``, ``GUARDRAIL_TRIPPED``, ``TIMEOUT``, ``CANCELLED`` (the run
+        cancelled itself), ``BUSY`` or ``STORAGE_ERROR``. When the caller is cancelled the
+        cancellation goes on and nothing is stored.
+
+        Args:
+            session_id: The session.
+            content: The user's message.
+            timeout: Seconds the turn may take, waiting for earlier turns included
+                (default: the manager's ``default_timeout``).
+
+        Returns:
+            The agent's final reply.
+
+        Example:
+            >>> reply = await manager.send_message(session.id, "Hello", timeout=30)
+            >>> print(reply.data.content if reply.success else reply.error.code)
+        """
+
+        async def send() -> Message:
+            limit = self._check_turn(session_id, content, timeout)
+            replies: list[Message] = []
+            with anyio.move_on_after(limit):
+                async with self._exclusive(session_id) as current:
+                    outcome = await run_turn(await self._turn_request(current, content))
+                    replies.append(await self._commit_turn(current, outcome))
+            if not replies:
+                raise _timed_out(session_id, limit)
+            return replies[0]
+
+        return await guard(send)
+
+    async def stream_message(
+        self, session_id: str, content: str, *, timeout: float | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Send a user message and stream the agent's answer as it is made.
+
+        Yields :class:`TextDelta`, :class:`ToolCall`, :class:`ToolResult`, :class:`Handoff` and
+        :class:`AgentChanged` events, then exactly one :class:`Done` (the turn is stored;
+        it carries the final reply) or :class:`Error` (nothing is stored; the codes are
+        those of :meth:`send_message`). Leaving the loop early, closing the iterator or
+        cancelling the consuming task cancels the run and stores nothing.
+
+        Args:
+            session_id: The session.
+            content: The user's message.
+            timeout: Seconds the turn may take, including the time the consumer spends on
+                each event (default: the manager's ``default_timeout``).
+
+        Example:
+            >>> async for event in manager.stream_message(session.id, "Hello"):
+            ...     if isinstance(event, TextDelta):
+            ...         print(event.text, end="")
+        """
+        sender, receiver = anyio.create_memory_object_stream[StreamEvent]()
+        # The turn holds the session's lock and lease, which belong to one task; it runs in
+        # its own task so that a consumer that walks away (even without closing this
+        # iterator) can end it from wherever the iterator is finalised.
+        worker = asyncio.get_running_loop().create_task(
+            self._stream_turn(session_id, content, timeout, sender)
+        )
+        try:
+            async with receiver:
+                async for event in receiver:
+                    yield event
+        finally:
+            worker.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([worker])
+
+    def set_window(self, agent_id: str, window: WindowPolicy | None) -> None:
+        """Use ``window`` for the sessions of one agent (``None``: the manager's default)."""
+        require_uuid(agent_id, "agent_id")
+        if window is None:
+            self._windows.pop(agent_id, None)
+        else:
+            self._windows[agent_id] = window
+
+    def window_for(self, agent_id: str) -> WindowPolicy | None:
+        """The window the sessions of ``agent_id`` use."""
+        return self._windows.get(agent_id, self.window)
+
+    async def _stream_turn(
+        self,
+        session_id: str,
+        content: str,
+        timeout: float | None,
+        sender: ObjectSendStream[StreamEvent],
+    ) -> None:
+        async def stream() -> Message:
+            limit = self._check_turn(session_id, content, timeout)
+            replies: list[Message] = []
+            with anyio.move_on_after(limit):
+                async with self._exclusive(session_id) as current:
+                    turn = StreamedTurn(await self._turn_request(current, content))
+                    try:
+                        async for event in turn.events():
+                            await sender.send(event)
+                        outcome = turn.outcome()
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await turn.aclose()
+                    replies.append(await self._commit_turn(current, outcome))
+            if not replies:
+                raise _timed_out(session_id, limit)
+            return replies[0]
+
+        async with sender:
+            result = await guard(stream)
+            last: StreamEvent
+            if result.success:
+                assert result.data is not None
+                last = Done(message=result.data)
+            else:
+                assert result.error is not None
+                last = Error(error=result.error)
+            with suppress(anyio.BrokenResourceError):
+                await sender.send(last)
+
+    def _check_turn(self, session_id: str, content: object, timeout: float | None) -> float | None:
+        """Validate a turn's arguments; return its time limit (``None`` for none)."""
+        self._require_open()
+        require_uuid(session_id, "session_id")
+        if not isinstance(content, str):
+            raise InvalidInputError(
+                f"content must be a string, got {type(content).__name__}", field="content"
+            )
+        if not content.strip():
+            raise InvalidInputError("content must not be empty or only whitespace", field="content")
+        if timeout is None:
+            return self.default_timeout
+        if not _is_timeout(timeout):
+            raise InvalidInputError(
+                f"timeout must be a positive number of seconds, got {timeout!r}", field="timeout"
+            )
+        return timeout
+
+    async def _turn_request(self, current: ChatSession, content: str) -> TurnRequest:
+        if current.status != "active":
+            raise SessionNotActiveError(
+                f"session {current.id} is {current.status}; set it active to send messages",
+                session_id=current.id,
+                status=current.status,
+            )
+        agent = await self.agents.resolve(current.agent_id)
+        return TurnRequest(
+            agent=agent,
+            history=current.history,
+            context=current.context,
+            content=content,
+            agent_ref=self._agent_ref,
+            run_config=self._turn_run_config(),
+            max_turns=self.max_turns,
+            window=self.window_for(current.agent_id),
+        )
+
+    async def _commit_turn(self, current: ChatSession, outcome: TurnOutcome) -> Message:
+        header = self._next_header(current, context=outcome.context)
+        await self._commit(current, header, outcome.items)
+        return outcome.reply
+
+    def _agent_ref(self, agent: Agent[Any]) -> str:
+        # An agent the AgentManager never saw (a handoff target that was not registered)
+        # is recorded by its name rather than not at all.
+        return self.agents.agent_id_of(agent) or agent.name
+
+    def _turn_run_config(self) -> RunConfig:
+        provider = self.agents.model_provider
+        if self.run_config is not None:
+            if provider is None:
+                return self.run_config
+            return dataclasses.replace(self.run_config, model_provider=provider)
+        if self._model_config is None:
+            self._model_config = ModelConfig.from_env()
+        if provider is None:
+            if self._own_provider is None:
+                self._own_provider = build_model_provider(self._model_config)
+            provider = self._own_provider
+        return RunConfig(
+            model_provider=provider, tracing_disabled=self._model_config.tracing_disabled
+        )
+
     # -- internals shared with turns ------------------------------------------------------
 
     def _require_open(self) -> None:
@@ -359,11 +598,28 @@ class SessionManager:
     async def _commit(
         self, current: ChatSession, header: SessionHeader, new_items: Sequence[HistoryItem]
     ) -> ChatSession:
-        """Write the next revision in one store call, then swap it into the cache."""
-        await self.store.write_session(header, new_items, expected_revision=current.revision)
-        updated = ChatSession.from_parts(header, [*current.history, *new_items])
-        self._sessions[header.id] = updated
+        """Write the next revision in one store call, then swap it into the cache.
+
+        Shielded: a cancellation lands before the write (nothing stored) or after the swap
+        (all stored), never between the store and the cache.
+        """
+        with anyio.CancelScope(shield=True):
+            await self.store.write_session(header, new_items, expected_revision=current.revision)
+            updated = ChatSession.from_parts(header, [*current.history, *new_items])
+            self._sessions[header.id] = updated
         return updated
+
+
+def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
+    return TurnTimeoutError(
+        f"the turn took longer than {limit:g}s; nothing was stored",
+        session_id=session_id,
+        timeout=limit,
+    )
+
+
+def _is_timeout(timeout: object) -> bool:
+    return not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
 
 
 def _check_user_id(user_id: object) -> None:

@@ -1,0 +1,141 @@
+"""Input windows: how much of a long history the model is sent.
+
+A window trims the oldest items of the model input; the stored history stays complete. It
+never splits a model step: the kept part starts at a message or a reasoning item that opens
+a step, never at a tool output, never between a tool call and its output, and never between
+a reasoning item and the calls or message that followed it (reasoning models reject those).
+The new user message is always sent, even when it alone is over the budget.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..models import (
+    FunctionCallItem,
+    FunctionCallResultItem,
+    HandoffItem,
+    HistoryItem,
+    MessageItem,
+    ReasoningItem,
+)
+from ._replay import history_to_input
+
+
+class WindowPolicy(abc.ABC):
+    """Chooses which stored items the next model call sees.
+
+    Subclass it and implement :meth:`cut` for a policy of your own; :meth:`apply` moves the
+    cut forward to the next place that splits nothing.
+    """
+
+    @abc.abstractmethod
+    def cut(self, history: Sequence[HistoryItem], new_message: str) -> int:
+        """The index of the oldest item to keep, before it is moved to a safe place.
+
+        Args:
+            history: The stored history, oldest first.
+            new_message: The text of the message this turn sends.
+
+        Returns:
+            An index from 0 (keep all) to ``len(history)`` (keep none).
+        """
+
+    def apply(self, history: Sequence[HistoryItem], new_message: str) -> list[HistoryItem]:
+        """The items to send: a suffix of ``history`` that splits no call or step."""
+        start = max(0, min(self.cut(history, new_message), len(history)))
+        while start < len(history) and not _opens_step(history, start):
+            start += 1
+        return list(history[start:])
+
+
+@dataclass(frozen=True)
+class LastItems(WindowPolicy):
+    """Send at most the last ``n`` stored items (fewer when the boundary would split a step).
+
+    Example:
+        >>> manager = SessionManager(store, agents, window=LastItems(40))
+    """
+
+    n: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 0:
+            raise ValueError(f"n must be an integer of at least 0, got {self.n!r}")
+
+    def cut(self, history: Sequence[HistoryItem], new_message: str) -> int:
+        return len(history) - self.n
+
+
+@dataclass(frozen=True)
+class TokenBudget(WindowPolicy):
+    """Send the most recent items that fit in about ``max_tokens`` tokens.
+
+    Tokens are estimated from the length of each item as sent (its JSON), divided by
+    ``chars_per_token``: rough, cheap and model-independent. The new message counts
+    against the budget first.
+
+    Example:
+        >>> manager.set_window(agent_id, TokenBudget(8_000))
+    """
+
+    max_tokens: int
+    chars_per_token: float = 4.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
+            raise ValueError(f"max_tokens must be an integer, got {self.max_tokens!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens!r}")
+        if not self.chars_per_token > 0:
+            raise ValueError(f"chars_per_token must be positive, got {self.chars_per_token!r}")
+
+    def estimate(self, text: str) -> int:
+        """The estimated token count of ``text``."""
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def cut(self, history: Sequence[HistoryItem], new_message: str) -> int:
+        remaining = self.max_tokens - self.estimate(new_message)
+        start = len(history)
+        while start > 0:
+            cost = self.estimate(_sent_text(history[start - 1]))
+            if cost > remaining:
+                break
+            remaining -= cost
+            start -= 1
+        return start
+
+
+def _sent_text(item: HistoryItem) -> str:
+    return "".join(
+        json.dumps(sent, ensure_ascii=False, separators=(",", ":"))
+        for sent in history_to_input([item])
+    ) or _fallback_text(item)
+
+
+def _fallback_text(item: HistoryItem) -> str:
+    # Unpaired calls or outputs replay as nothing alone; size them by their payload.
+    if isinstance(item, FunctionCallItem):
+        return item.name + item.arguments
+    if isinstance(item, FunctionCallResultItem):
+        return item.output_text
+    return ""
+
+
+def _opens_step(history: Sequence[HistoryItem], index: int) -> bool:
+    """Whether the kept input may start at ``index`` without splitting anything."""
+    item = history[index]
+    if isinstance(item, FunctionCallResultItem):
+        return False
+    if index == 0:
+        return True
+    previous = history[index - 1]
+    if isinstance(item, MessageItem) and item.role != "assistant":
+        return True
+    # A call or message right after a reasoning item or another call belongs to the same
+    # model response as they do.
+    return not isinstance(previous, ReasoningItem | FunctionCallItem | HandoffItem)
