@@ -64,25 +64,42 @@ def history_to_input(history: Sequence[HistoryItem]) -> list[TResponseInputItem]
     handoff_outputs_after = _handoff_output_positions(history, sent_calls)
     replayed: list[dict[str, Any]] = []
     for index, item in enumerate(history):
-        if isinstance(item, MessageItem):
-            replayed.append(message_input(item))
-        elif isinstance(item, ReasoningItem):
-            replayed.append(_reasoning_input(item))
+        if isinstance(item, MessageItem | ReasoningItem):
+            replayed.extend(item_inputs(item))
         elif isinstance(item, FunctionCallItem):
             if item.call_id in sent_calls:
-                replayed.append(_call_input(item.name, item.arguments, item.call_id, item))
+                replayed.extend(item_inputs(item))
         elif isinstance(item, FunctionCallResultItem):
             if sent_calls.get(item.call_id) == index:
-                replayed.append(_output_input(item.call_id, _output_value(item)))
-        elif isinstance(item, HandoffItem):
-            if item.call_id is not None and item.call_id in sent_calls:
-                replayed.append(
-                    _call_input(item.name or "", item.arguments or "{}", item.call_id, item)
-                )
+                replayed.extend(item_inputs(item))
+        elif item.call_id is not None and item.call_id in sent_calls:
+            # The handoff's call here; its output where the SDK would put it (below).
+            replayed.append(item_inputs(item)[0])
         for handoff in handoff_outputs_after.get(index, ()):
-            assert handoff.call_id is not None
-            replayed.append(_output_input(handoff.call_id, handoff.output or ""))
+            replayed.append(item_inputs(handoff)[1])
     return cast(list[TResponseInputItem], replayed)
+
+
+def item_inputs(item: HistoryItem) -> list[dict[str, Any]]:
+    """The input items ``item`` contributes when it is sent, whatever its neighbours.
+
+    A handoff contributes its call and its output; an item that cannot be replayed (a
+    handoff without a call id) nothing.
+    """
+    if isinstance(item, MessageItem):
+        return [message_input(item)]
+    if isinstance(item, ReasoningItem):
+        return [_reasoning_input(item)]
+    if isinstance(item, FunctionCallItem):
+        return [_call_input(item.name, item.arguments, item.call_id, item)]
+    if isinstance(item, FunctionCallResultItem):
+        return [_output_input(item.call_id, _output_value(item))]
+    if item.call_id is None or not item.name:
+        return []
+    return [
+        _call_input(item.name, item.arguments or "{}", item.call_id, item),
+        _output_input(item.call_id, item.output or ""),
+    ]
 
 
 def message_input(item: MessageItem) -> dict[str, Any]:

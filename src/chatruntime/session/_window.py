@@ -23,7 +23,7 @@ from ..models import (
     MessageItem,
     ReasoningItem,
 )
-from ._replay import history_to_input
+from ._replay import item_inputs
 
 
 class WindowPolicy(abc.ABC):
@@ -112,18 +112,8 @@ class TokenBudget(WindowPolicy):
 
 def _sent_text(item: HistoryItem) -> str:
     return "".join(
-        json.dumps(sent, ensure_ascii=False, separators=(",", ":"))
-        for sent in history_to_input([item])
-    ) or _fallback_text(item)
-
-
-def _fallback_text(item: HistoryItem) -> str:
-    # Unpaired calls or outputs replay as nothing alone; size them by their payload.
-    if isinstance(item, FunctionCallItem):
-        return item.name + item.arguments
-    if isinstance(item, FunctionCallResultItem):
-        return item.output_text
-    return ""
+        json.dumps(sent, ensure_ascii=False, separators=(",", ":")) for sent in item_inputs(item)
+    )
 
 
 def _opens_step(history: Sequence[HistoryItem], index: int) -> bool:
