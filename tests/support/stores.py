@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ async def open_store_for_test(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[SessionStore]:
     store: SessionStore
+    cleanup = AsyncExitStack()
     if kind == "memory":
         store = MemoryStore()
     elif kind == "file":
@@ -30,10 +31,44 @@ async def open_store_for_test(
         store = RedisStore(
             request.getfixturevalue("redis_url"), key_prefix=f"test-{uuid.uuid4().hex}:"
         )
+    elif kind == "sqlite":
+        from chatruntime.stores import SqlStore
+
+        store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    elif kind == "postgres":
+        from chatruntime.stores import SqlStore
+
+        url = request.getfixturevalue("postgres_url")
+        schema = await cleanup.enter_async_context(postgres_schema(url))
+        store = SqlStore(url, engine_kwargs=postgres_search_path(schema))
     else:
         pytest.fail(f"store kind {kind!r} is not built yet")
-    await store.initialize()
+    async with cleanup:
+        await store.initialize()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@asynccontextmanager
+async def postgres_schema(url: str) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL schema on the shared test server, dropped afterwards."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    schema = f"test_{uuid.uuid4().hex}"
+    engine = create_async_engine(url, poolclass=NullPool)
     try:
-        yield store
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        yield schema
     finally:
-        await store.close()
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await engine.dispose()
+
+
+def postgres_search_path(schema: str) -> dict[str, object]:
+    """``engine_kwargs`` that make every connection of a store use ``schema``."""
+    return {"connect_args": {"server_settings": {"search_path": schema}}}

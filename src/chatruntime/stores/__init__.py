@@ -1,7 +1,8 @@
 """Stores: where sessions and agents persist. All implement :class:`SessionStore`.
 
-Stores that need an optional extra (``chatruntime[redis]``) are imported on first use, so
-``import chatruntime.stores`` works without them.
+Stores that need an optional extra (``chatruntime[redis]``, ``chatruntime[sql]``) are imported
+on first use, so ``import chatruntime.stores`` works without them. :func:`open_store` picks a
+store by URL.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from ._protocol import (
     LoadReport,
     SessionStore,
 )
+from ._url import open_store
 
 if TYPE_CHECKING:
     from ._redis import RedisStore
+    from ._sql import SqlStore
 
 __all__ = [
     "DEFAULT_LEASE_TIMEOUT",
@@ -31,11 +34,14 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "SessionStore",
+    "SqlStore",
+    "open_store",
 ]
 
 _OPTIONAL_STORES: dict[str, tuple[str, str]] = {
     # public name: (private module, extra that provides its dependencies)
     "RedisStore": ("._redis", "redis"),
+    "SqlStore": ("._sql", "sql"),
 }
 
 
