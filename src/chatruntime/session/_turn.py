@@ -8,7 +8,6 @@ write. SDK failures leave as the :class:`~chatruntime.TurnError` that names them
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 import inspect
 import json
@@ -295,8 +294,9 @@ def _raise_unless_caller_cancelled() -> None:
 def _prepare(request: TurnRequest) -> _Prepared:
     user = MessageItem(role="user", content=request.content, timestamp=now_ms())
     kept = request.window.apply(request.history, request.content) if request.window else None
-    # A copy: the SDK may adjust input items in place, and these share lists with history.
-    replayed = copy.deepcopy(history_to_input(request.history if kept is None else kept))
+    # Input items share lists (content parts, summaries) with the cached history; that is
+    # safe because the runner copies its input before it uses it.
+    replayed = history_to_input(request.history if kept is None else kept)
     if request.run_config.reasoning_item_id_policy == "omit":
         replayed = [_without_reasoning_id(item) for item in replayed]
     failed: set[str] = set()
