@@ -339,6 +339,46 @@ async def test_a_tool_call_is_shown_with_its_result(chat: Chat) -> None:
     ]
 
 
+async def test_a_failing_tool_is_shown_as_a_tool_error(chat: Chat) -> None:
+    def explode() -> str:
+        """Always fails."""
+        raise RuntimeError("the fuse blew")
+
+    chat.agents.tools.add(explode)
+    tools = ["calculate", "current_time", "explode"]
+    (await chat.agents.update_agent(chat.default_agent_id, tools=tools)).unwrap()
+    # The SDK tells the model (and so the REPL) only that the tool failed, not why.
+    failure = "An error occurred while running the tool. Please try again."
+    assert await typed(chat, "/tool explode") == [
+        "  [tool call] explode {}",
+        f"  [tool error] {failure}",
+        f"Assistant: [offline] explode returned: {failure}",
+    ]
+    assert (await typed(chat, "/history"))[1:3] == [
+        "  [tool call] explode {}",
+        f"  [tool error] {failure}",
+    ]
+
+
+async def test_a_handoff_is_shown_and_the_new_agent_speaks(chat: Chat) -> None:
+    desk = (await chat.agents.create_agent("Weather desk", "Talk about weather.")).unwrap()
+    (await chat.agents.update_agent(chat.default_agent_id, handoffs=[desk.id])).unwrap()
+    reply = '[offline] transfer_to_weather_desk returned: {"assistant": "Weather desk"}'
+    assert await typed(chat, "/tool transfer_to_weather_desk") == [
+        "  [handoff] Assistant -> Weather desk",
+        f"Weather desk: {reply}",
+    ]
+    assert await typed(chat, "/history") == [
+        "you: /tool transfer_to_weather_desk",
+        "  [handoff] Assistant -> Weather desk",
+        f"Weather desk: {reply}",
+    ]
+    assert (await typed(chat, "/stats"))[1::2] == [
+        "messages: 2, turns: 1, tool calls: 0, handoffs: 1",
+        "last agent: Weather desk",
+    ]
+
+
 async def test_history_shows_the_last_n_items(chat: Chat) -> None:
     await typed(chat, "one")
     await typed(chat, "two")

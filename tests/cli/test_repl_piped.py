@@ -111,6 +111,26 @@ def test_a_store_that_cannot_be_opened_exits_1_with_the_reason(tmp_path: Path) -
     assert line.startswith(f"chatruntime: cannot open files in {blocker}: error: STORAGE_ERROR: ")
 
 
+def test_a_store_url_picks_the_store(tmp_path: Path) -> None:
+    out = io.StringIO()
+    options = Options(store="memory://", offline=True)
+    assert run(options, stdin=io.StringIO("Hello\n"), stdout=out) == 0
+    assert out.getvalue().splitlines() == [
+        *banner("memory://"),
+        "Assistant: [offline] You said: Hello (turn 1)",
+    ]
+
+
+def test_a_store_url_of_an_unknown_kind_exits_1_with_the_reason() -> None:
+    out = io.StringIO()
+    options = Options(store="mongodb://db/chat", offline=True)
+    assert run(options, stdin=io.StringIO(), stdout=out) == 1
+    [line] = out.getvalue().splitlines()
+    assert line.startswith(
+        "chatruntime: cannot open store mongodb://db/chat: unsupported store URL scheme mongodb://"
+    )
+
+
 # -- options -------------------------------------------------------------------------------
 
 

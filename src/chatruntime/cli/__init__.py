@@ -5,6 +5,8 @@ Run ``chatruntime --help`` for its options, and ``/help`` inside it for its comm
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Sequence
 
 from ._options import Options, parse_options
@@ -27,4 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_options(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A reply the terminal's encoding cannot show must not fail the turn it ends.
+        sys.stdout.reconfigure(errors="replace")
     return run(options)

@@ -159,11 +159,12 @@ class Chat:
         When the caller is cancelled (Ctrl-C) the stream is closed, which makes the manager
         drop the turn; a line says so and the cancellation goes on.
         """
-        names = await self.agent_names()
-        current = await self.current()
-        agent_id = current.data.agent_id if current.data is not None else ""
-        printer = ReplyPrinter(self.out, names.get(agent_id, "assistant"))
+        printer = ReplyPrinter(self.out, "assistant")
         try:
+            names = await self.agent_names()
+            current = await self.current()
+            if current.data is not None:
+                printer.speaker = names.get(current.data.agent_id, printer.speaker)
             async with aclosing(self.manager.stream_message(self.session_id, text)) as events:
                 async for event in events:
                     _show(event, printer, names)

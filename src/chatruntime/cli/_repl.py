@@ -26,7 +26,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._commands import Outcome, command_names, run_line
 from ._options import Options, package_version
-from ._startup import Startup, StartupError, open_chat
+from ._startup import Startup, StartupError, open_chat, prepare
 
 T = TypeVar("T")
 
@@ -52,19 +52,22 @@ def run(options: Options, *, stdin: TextIO | None = None, stdout: TextIO | None 
     interactive = stdin.isatty() and stdout.isatty()
     if interactive and stdin is sys.stdin:
         _enable_line_editing()
+    try:
+        prepared = prepare(options)
+    except StartupError as error:
+        return _fail(stdout, str(error))
     with start_blocking_portal("asyncio") as portal:
         portal.call(_keep_sigint_off_this_thread)
         jobs = _Jobs(portal)
         with jobs.handling_sigint():
-            started = jobs.run(open_chat, options, stdout)
+            started = jobs.run(open_chat, prepared, stdout)
             if started.cancelled:
                 return EXIT_INTERRUPTED
             if started.error is not None:
+                reason = str(started.error)
                 if not isinstance(started.error, StartupError):
-                    raise started.error
-                stdout.write(f"chatruntime: {started.error}\n")
-                stdout.flush()
-                return EXIT_FAILED
+                    reason = f"internal error: {type(started.error).__name__}: {reason}"
+                return _fail(stdout, reason)
             assert started.value is not None
             startup = started.value
             try:
@@ -104,6 +107,12 @@ def _loop(
             chat.say(f"error: INTERNAL_ERROR: {type(done.error).__name__}: {done.error}")
         if done.value is Outcome.QUIT:
             return
+
+
+def _fail(out: TextIO, reason: str) -> int:
+    out.write(f"chatruntime: {reason}\n")
+    out.flush()
+    return EXIT_FAILED
 
 
 async def _session_name(startup: Startup) -> str:

@@ -1,18 +1,24 @@
-"""Opening what the REPL needs: models, store, managers, the default agent and a session."""
+"""Opening what the REPL needs: models, store, managers, the default agent and a session.
+
+In two steps: :func:`prepare` builds objects synchronously (it may import store drivers and
+build HTTP clients, which reads files) before the event loop runs; :func:`open_chat` then
+opens them on the loop.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 from agents import RunConfig
 from agents.models.interface import ModelProvider
 
 from ..agent import AgentManager, ModelConfig, OfflineModelProvider, build_model_provider
+from ..models import ChatRuntimeError
 from ..session import SessionManager
-from ..stores import CorruptRecord, FileStore, SessionStore
+from ..stores import CorruptRecord, FileStore, SessionStore, open_store
 from ._chat import Chat
 from ._options import Options
 from ._render import error_line, session_summary
@@ -23,6 +29,25 @@ class StartupError(Exception):
     """The REPL cannot start; the message says why, for the person who started it."""
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What the options asked for, built but not opened.
+
+    Attributes:
+        config: Where the models come from.
+        provider: The model provider built from :attr:`config`.
+        store: The store, not initialized yet.
+        store_description: Where sessions are kept, in words (a URL never shows its password).
+        user_id: The user sessions belong to, if any.
+    """
+
+    config: ModelConfig
+    provider: ModelProvider
+    store: SessionStore
+    store_description: str
+    user_id: str | None = None
+
+
 @dataclass
 class Startup:
     """A ready chat and what the banner tells about it.
@@ -30,7 +55,7 @@ class Startup:
     Attributes:
         chat: The chat, in the session to resume.
         model: The models in use, in words (``"offline model (no OPENAI_API_KEY set)"``).
-        store: Where sessions are kept, in words (a URL never shows its password).
+        store: Where sessions are kept, in words.
         session: The session in use, in words (``"session 1: Chat 1 (active, 0 messages)"``).
         corrupt: Sessions the store could not read.
     """
@@ -40,14 +65,14 @@ class Startup:
     store: str
     session: str
     corrupt: list[CorruptRecord] = field(default_factory=list)
-    _provider: ModelProvider | None = None
+    provider: ModelProvider | None = None
 
     async def close(self) -> None:
         """Close the manager (a file store folds its journals) and the model client."""
         try:
             await self.chat.manager.close()
         finally:
-            await _close_provider(self._provider)
+            await _close_provider(self.provider)
 
 
 def model_config(options: Options) -> ModelConfig:
@@ -69,45 +94,58 @@ def model_config(options: Options) -> ModelConfig:
         raise StartupError(str(error)) from None
 
 
-def open_store(options: Options) -> tuple[SessionStore, str]:
-    """The store the options name, and how the banner describes it."""
-    if options.store is None:
-        return FileStore(options.data), f"files in {options.data}"
-    # Imported on use: store URLs may need optional extras (sql, redis) a file-store user
-    # never installs.
-    stores_by_url = import_module("chatruntime.stores._url")
-    try:
-        store: SessionStore = stores_by_url.open_store(options.store)
-    except (ValueError, ImportError) as error:
-        raise StartupError(f"cannot open store {_safe_url(options.store)}: {error}") from None
-    return store, _safe_url(options.store)
-
-
-async def open_chat(options: Options, out: TextIO) -> Startup:
-    """Open the store and the managers, and find or create the agent and session to use.
+def prepare(options: Options) -> Prepared:
+    """Build the model provider and the store the options name. Blocking: call it before
+    the event loop runs.
 
     Raises:
-        StartupError: The configuration is wrong or the store cannot be opened.
+        StartupError: The configuration or the store URL is wrong, or the store needs an
+            extra that is not installed.
     """
     config = model_config(options)
-    store, store_description = open_store(options)
+    if options.store is None:
+        store: SessionStore = FileStore(options.data)
+        description = f"files in {options.data}"
+    else:
+        description = _safe_url(options.store)
+        try:
+            store = open_store(options.store)
+        except (ChatRuntimeError, ImportError, ValueError) as error:
+            raise StartupError(f"cannot open store {description}: {error}") from None
     provider: ModelProvider
     if config.is_offline and options.offline_delay:
         provider = OfflineModelProvider(delay=options.offline_delay)
     else:
         provider = build_model_provider(config)
+    return Prepared(config, provider, store, description, options.user)
+
+
+async def open_chat(prepared: Prepared, out: TextIO) -> Startup:
+    """Open the store and the managers, and find or create the agent and session to use.
+
+    On failure everything opened is closed again.
+
+    Raises:
+        StartupError: The store cannot be opened or read.
+    """
+    config = prepared.config
     agents = AgentManager(
-        store, tools=repl_tools(), model_provider=provider, default_model=config.default_model
+        prepared.store,
+        tools=repl_tools(),
+        model_provider=prepared.provider,
+        default_model=config.default_model,
     )
     # The manager would read tracing from the environment alone; the options may have sent
     # the models elsewhere (--offline, --base-url), where traces must not go to OpenAI.
     run_config = RunConfig(tracing_disabled=config.tracing_disabled)
-    manager = SessionManager(store, agents, run_config=run_config)
+    manager = SessionManager(prepared.store, agents, run_config=run_config)
     try:
         report = await manager.initialize()
         if not report.success or report.data is None:
-            raise StartupError(f"cannot open {store_description}: {error_line(report.error)}")
-        started = await Chat.start(manager, agents, out=out, user_id=options.user)
+            raise StartupError(
+                f"cannot open {prepared.store_description}: {error_line(report.error)}"
+            )
+        started = await Chat.start(manager, agents, out=out, user_id=prepared.user_id)
         if not started.success or started.data is None:
             raise StartupError(error_line(started.error))
         chat = started.data
@@ -116,18 +154,20 @@ async def open_chat(options: Options, out: TextIO) -> Startup:
             raise StartupError(error_line(current.error))
         session = session_summary(await chat.number_of(chat.session_id), current.data)
     except BaseException:
-        try:
-            await manager.close()
-        finally:
-            await _close_provider(provider)
+        # Also when Ctrl-C cancelled the start: what was opened must still close.
+        with anyio.CancelScope(shield=True):
+            try:
+                await manager.close()
+            finally:
+                await _close_provider(prepared.provider)
         raise
     return Startup(
         chat=chat,
         model=config.describe(),
-        store=store_description,
+        store=prepared.store_description,
         session=session,
         corrupt=list(report.data.corrupt),
-        _provider=provider,
+        provider=prepared.provider,
     )
 
 
