@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import enum
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from types import TracebackType
 from typing import Any, Self
@@ -42,7 +42,7 @@ from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, SessionStore
 from ._events import Done, Error, StreamEvent
 from ._locks import SessionLocks
-from ._turn import StreamedTurn, TurnOutcome, TurnRequest, run_turn
+from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._window import WindowPolicy
 
 _UNSET: Any = object()
@@ -366,18 +366,7 @@ class SessionManager:
             >>> print(reply.data.content if reply.success else reply.error.code)
         """
 
-        async def send() -> Message:
-            limit = self._check_turn(session_id, content, timeout)
-            replies: list[Message] = []
-            with anyio.move_on_after(limit):
-                async with self._exclusive(session_id) as current:
-                    outcome = await run_turn(await self._turn_request(current, content))
-                    replies.append(await self._commit_turn(current, outcome))
-            if not replies:
-                raise _timed_out(session_id, limit)
-            return replies[0]
-
-        return await guard(send)
+        return await guard(lambda: self._turn(session_id, content, timeout, run_turn))
 
     async def stream_message(
         self, session_id: str, content: str, *, timeout: float | None = None
@@ -401,6 +390,7 @@ class SessionManager:
             ...     if isinstance(event, TextDelta):
             ...         print(event.text, end="")
         """
+        self._require_open()
         sender, receiver = anyio.create_memory_object_stream[StreamEvent]()
         # The turn holds the session's lock and lease, which belong to one task; it runs in
         # its own task so that a consumer that walks away (even without closing this
@@ -436,26 +426,11 @@ class SessionManager:
         timeout: float | None,
         sender: ObjectSendStream[StreamEvent],
     ) -> None:
-        async def stream() -> Message:
-            limit = self._check_turn(session_id, content, timeout)
-            replies: list[Message] = []
-            with anyio.move_on_after(limit):
-                async with self._exclusive(session_id) as current:
-                    turn = StreamedTurn(await self._turn_request(current, content))
-                    try:
-                        async for event in turn.events():
-                            await sender.send(event)
-                        outcome = turn.outcome()
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await turn.aclose()
-                    replies.append(await self._commit_turn(current, outcome))
-            if not replies:
-                raise _timed_out(session_id, limit)
-            return replies[0]
+        async def run(request: TurnRequest) -> TurnOutcome:
+            return await stream_turn(request, sender.send)
 
         async with sender:
-            result = await guard(stream)
+            result = await guard(lambda: self._turn(session_id, content, timeout, run))
             last: StreamEvent
             if result.success:
                 assert result.data is not None
@@ -465,6 +440,26 @@ class SessionManager:
                 last = Error(error=result.error)
             with suppress(anyio.BrokenResourceError):
                 await sender.send(last)
+
+    async def _turn(
+        self,
+        session_id: str,
+        content: str,
+        timeout: float | None,
+        run: Callable[[TurnRequest], Awaitable[TurnOutcome]],
+    ) -> Message:
+        """Validate, take the session, ``run`` the turn on it, and commit the outcome."""
+        limit = self._check_turn(session_id, content, timeout)
+        replies: list[Message] = []
+        with anyio.move_on_after(limit):
+            async with self._exclusive(session_id) as current:
+                outcome = await run(await self._turn_request(current, content))
+                replies.append(await self._commit_turn(current, outcome))
+        # The reply is checked rather than the scope: a timeout that fires after the commit
+        # must not report a stored turn as lost.
+        if not replies:
+            raise _timed_out(session_id, limit)
+        return replies[0]
 
     def _check_turn(self, session_id: str, content: object, timeout: float | None) -> float | None:
         """Validate a turn's arguments; return its time limit (``None`` for none)."""

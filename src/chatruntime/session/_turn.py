@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ async def run_turn(request: TurnRequest) -> TurnOutcome:
     return _outcome(request, prepared, result)
 
 
-class StreamedTurn:
+class _StreamedTurn:
     """One turn run with ``Runner.run_streamed``: its events while it runs, then its outcome.
 
     The SDK starts the run as soon as this object is made. Iterate :meth:`events` to the end,
@@ -142,12 +142,15 @@ class StreamedTurn:
     def __init__(self, request: TurnRequest) -> None:
         self._request = request
         self._prepared = _prepare(request)
-        self._result: RunResultStreaming = Runner.run_streamed(
-            request.agent,
-            self._prepared.input,
-            run_config=self._prepared.run_config,
-            max_turns=request.max_turns,
-        )
+        try:
+            self._result: RunResultStreaming = Runner.run_streamed(
+                request.agent,
+                self._prepared.input,
+                run_config=self._prepared.run_config,
+                max_turns=request.max_turns,
+            )
+        except Exception as error:
+            raise turn_error(error) from error
         self._finished = False
         self._sdk_events: AsyncIterator[SDKStreamEvent] | None = None
 
@@ -229,6 +232,27 @@ class StreamedTurn:
                 to_agent_id=self._request.agent_ref(item.target_agent),
             )
         return None
+
+
+async def stream_turn(
+    request: TurnRequest, emit: Callable[[StreamEvent], Awaitable[None]]
+) -> TurnOutcome:
+    """Run one turn with ``Runner.run_streamed``, handing each event to ``emit`` as it comes.
+
+    When ``emit`` or the caller is cancelled, or the run fails, the run is stopped before
+    this returns or raises.
+
+    Raises:
+        TurnError: The run failed (its subclass names how); nothing was produced.
+    """
+    turn = _StreamedTurn(request)
+    try:
+        async for event in turn.events():
+            await emit(event)
+        return turn.outcome()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await turn.aclose()
 
 
 def turn_error(error: Exception) -> ChatRuntimeError:
