@@ -348,3 +348,21 @@ def test_manager_options_are_checked() -> None:
         SessionManager(store, AgentManager(store), max_turns=0)
     with pytest.raises(ValueError, match="default_timeout"):
         SessionManager(store, AgentManager(store), default_timeout=-1)
+
+
+async def test_without_a_provider_or_key_the_offline_model_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chatruntime import AgentManager, MemoryStore
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHATRUNTIME_OFFLINE", "CHATRUNTIME_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    store = MemoryStore()
+    agents = AgentManager(store)
+    async with SessionManager(store, agents) as manager:
+        agent = (await agents.create_agent("Helper", "Be brief.")).unwrap()
+        session_id = (await manager.create_session(agent.id, "Chat")).unwrap().id
+
+        reply = (await manager.send_message(session_id, "Hello")).unwrap()
+
+    assert (reply.content, reply.agent_id) == ("[offline] You said: Hello (turn 1)", agent.id)

@@ -17,6 +17,7 @@ from chatruntime import (
     Error,
     ErrorCode,
     ItemUsage,
+    MemoryStore,
     SessionManager,
     TextDelta,
     ToolCall,
@@ -241,3 +242,23 @@ async def test_a_slow_server_times_out_and_stores_nothing(
 
     assert result.error is not None and result.error.code is ErrorCode.TIMEOUT
     assert await h.snapshot(session_id) == before
+
+
+async def test_without_a_provider_the_manager_uses_the_environments(
+    openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("CHATRUNTIME_OFFLINE", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("CHATRUNTIME_MODEL", "env-model")
+    openai_server.reply(message("From the environment", id="msg_1"))
+    store = MemoryStore()
+    agents = AgentManager(store)
+    async with SessionManager(store, agents) as manager:
+        agent_id = agents.register(Agent(name="Helper"))
+        session_id = (await manager.create_session(agent_id, "Chat")).unwrap().id
+
+        reply = (await manager.send_message(session_id, "Hello")).unwrap()
+
+    assert reply.content == "From the environment"
+    assert openai_server.requests[0]["model"] == "env-model"

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.to_thread
 from agents import Agent, RunConfig
 from agents.models.interface import ModelProvider
 from anyio.abc import ObjectSendStream
@@ -127,6 +128,7 @@ class SessionManager:
         self._locks = SessionLocks()
         self._model_config: ModelConfig | None = None
         self._own_provider: ModelProvider | None = None
+        self._provider_lock = anyio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -493,7 +495,7 @@ class SessionManager:
             context=current.context,
             content=content,
             agent_ref=self._agent_ref,
-            run_config=self._turn_run_config(),
+            run_config=await self._turn_run_config(),
             max_turns=self.max_turns,
             window=self.window_for(current.agent_id),
         )
@@ -508,17 +510,22 @@ class SessionManager:
         # is recorded by its name rather than not at all.
         return self.agents.agent_id_of(agent) or agent.name
 
-    def _turn_run_config(self) -> RunConfig:
+    async def _turn_run_config(self) -> RunConfig:
         provider = self.agents.model_provider
         if self.run_config is not None:
             if provider is None:
                 return self.run_config
             return dataclasses.replace(self.run_config, model_provider=provider)
-        if self._model_config is None:
-            self._model_config = ModelConfig.from_env()
+        async with self._provider_lock:
+            if self._model_config is None:
+                self._model_config = ModelConfig.from_env()
+            if provider is None and self._own_provider is None:
+                # An HTTP client's TLS setup reads certificate files: not on the event loop.
+                self._own_provider = await anyio.to_thread.run_sync(
+                    build_model_provider, self._model_config
+                )
         if provider is None:
-            if self._own_provider is None:
-                self._own_provider = build_model_provider(self._model_config)
+            assert self._own_provider is not None
             provider = self._own_provider
         return RunConfig(
             model_provider=provider, tracing_disabled=self._model_config.tracing_disabled
