@@ -17,6 +17,7 @@ import pytest
 
 from chatruntime.cli._chat import CANCELLED_LINE, DEFAULT_INSTRUCTIONS
 from chatruntime.cli._options import package_version
+from support.openai_server import OpenAIServer, message, usage
 
 # Importing the Agents SDK takes seconds; generous, since a slow machine is not a failure.
 TIMEOUT = 60
@@ -168,13 +169,13 @@ def test_a_conversation_is_kept_across_restarts(data: Path, started: list[Repl])
 def test_ctrl_c_during_a_reply_cancels_the_turn_and_keeps_the_history(
     data: Path, started: list[Repl]
 ) -> None:
-    # The offline model waits 0.2 s per word: a long message gives seconds to press Ctrl-C.
-    repl = start(started, data, "--offline", "--offline-delay", "0.2")
+    # The offline model waits 0.1 s per word: a long message gives seconds to press Ctrl-C.
+    repl = start(started, data, "--offline", "--offline-delay", "0.1")
     repl.banner("Chat 1> ")
     assert repl.type("Hi") == ["Assistant: [offline] You said: Hi (turn 1)"]
     stats_before = repl.type("/stats")
 
-    long_message = " ".join(f"word{n}" for n in range(40))
+    long_message = " ".join(f"word{n}" for n in range(60))
     repl.child.sendline(long_message)
     repl.child.expect_exact("Assistant: [offline] You")
     repl.child.sendintr()
@@ -203,6 +204,45 @@ def test_ctrl_c_during_a_reply_cancels_the_turn_and_keeps_the_history(
         "Assistant: [offline] You said: Bye (turn 2)",
     ]
     assert again.quit_with_ctrl_d() == 0
+
+
+def test_ctrl_c_during_a_reply_from_a_server_cancels_the_turn(
+    data: Path, started: list[Repl], openai_server: OpenAIServer
+) -> None:
+    # The SDK's real OpenAI client streams from a loopback server, one event every 0.3 s.
+    openai_server.reply(message("Hello from the server"), usage=usage(5, 4))
+    words = " ".join(f"w{n}" for n in range(40))
+    openai_server.reply(message(words), usage=usage(9, 40), event_delay=0.3)
+    openai_server.reply(message("Back again"), usage=usage(13, 2))
+    repl = start(started, data, "--base-url", openai_server.base_url, "--model", "test-model")
+    assert repl.banner("Chat 1> ")[1] == f"model: test-model via {openai_server.base_url}"
+    assert repl.type("Hi") == ["Assistant: Hello from the server"]
+
+    repl.child.sendline("Tell me a long story")
+    repl.child.expect_exact("Assistant: w0")
+    repl.child.sendintr()
+    repl.child.expect_exact(repl.prompt)
+    assert _lines(repl.child.before)[-1] == CANCELLED_LINE
+
+    assert repl.type("Again") == ["Assistant: Back again"]
+    # The model never saw the cancelled turn again: it was not stored.
+    assert [item.get("content") for item in openai_server.requests[2]["input"]] == [
+        "Hi",
+        [
+            {
+                "type": "output_text",
+                "text": "Hello from the server",
+                "annotations": [],
+                "logprobs": [],
+            }
+        ],
+        "Again",
+    ]
+    assert repl.type("/stats")[1:3] == [
+        "messages: 4, turns: 2, tool calls: 0, handoffs: 0",
+        "tokens: 24 (18 input, 6 output) in 2 requests",
+    ]
+    assert repl.quit_with_ctrl_d() == 0
 
 
 def test_ctrl_c_at_the_prompt_clears_the_line_and_quit_folds_the_journal(

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ._options import Options, parse_options
-from ._repl import run
+from ._repl import EXIT_INTERRUPTED, run
 
 __all__ = ["Options", "main"]
 
@@ -32,4 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A reply the terminal's encoding cannot show must not fail the turn it ends.
         sys.stdout.reconfigure(errors="replace")
-    return run(options)
+    try:
+        return run(options)
+    except KeyboardInterrupt:
+        # Ctrl-C before the REPL routes it itself (while the SDK and the store load).
+        return EXIT_INTERRUPTED
