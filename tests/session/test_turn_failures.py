@@ -185,13 +185,24 @@ async def test_waiting_for_an_earlier_turn_counts_against_the_timeout(h: TurnHar
 
 
 async def test_a_cancelled_caller_is_cancelled_and_nothing_is_stored(h: TurnHarness) -> None:
-    session_id = await chat_with_one_turn(
-        h, slow_step(10, assistant_message("too late", item_id="msg_x"))
-    )
+    started = anyio.Event()
+
+    async def hang(call: ModelCall) -> Any:
+        started.set()
+        await anyio.sleep(10)
+        return [assistant_message("too late", item_id="msg_x")]
+
+    session_id = await chat_with_one_turn(h, ModelStep.respond(hang))
     before = await h.snapshot(session_id)
 
-    with anyio.move_on_after(0.05) as scope:
-        await h.manager.send_message(session_id, "Hello?")
+    async def cancel_once_running(scope: anyio.CancelScope) -> None:
+        await started.wait()
+        scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(cancel_once_running, scope)
+            await h.manager.send_message(session_id, "Hello?")
 
     assert scope.cancelled_caught
     assert await h.snapshot(session_id) == before
