@@ -34,7 +34,13 @@ from chatruntime.models import (
     StoreVersionError,
     TextOutput,
 )
-from chatruntime.stores import CorruptRecord, FileStore, _file_io, _file_sessions
+from chatruntime.stores import (
+    CorruptRecord,
+    FileStore,
+    _file_codec,
+    _file_io,
+    _file_sessions,
+)
 from support.factories import T0, agent_spec, bumped, header, turn_items
 
 pytestmark = pytest.mark.anyio
@@ -266,6 +272,31 @@ async def test_the_journal_is_folded_once_it_passes_the_threshold(root: Path) ->
         "question 2",
         "question 3",
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(0, 0), (0, 2), (3, 0), (3, 2)],
+    ids=["empty+nothing", "empty+turns", "turns+nothing", "turns+turns"],
+)
+def test_a_fold_writes_exactly_what_encoding_the_whole_session_writes(
+    before: int, after: int
+) -> None:
+    h = first_header(name="Ωmega 🚀", metadata={"history": [1, 2], "nested": {"history": []}})
+    old = [item for n in range(before) for item in turn_items(n)]
+    new = [item for n in range(before, before + after) for item in turn_items(n)]
+    later = bumped(h, name="Renamed")
+
+    folded = _file_codec.extend_snapshot(
+        _file_codec.encode_snapshot(ChatSession.from_parts(h, old)), later, new
+    )
+
+    assert folded == _file_codec.encode_snapshot(ChatSession.from_parts(later, old + new))
+
+
+def test_a_snapshot_in_cortexs_layout_is_not_spliced() -> None:
+    cortex_like = pretty({"id": SID, "history": [{"type": "message"}], "status": "active"})
+    assert _file_codec.extend_snapshot(cortex_like.encode(), first_header(), []) is None
 
 
 async def test_the_fold_threshold_grows_with_the_snapshot(root: Path) -> None:

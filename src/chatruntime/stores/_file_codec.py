@@ -24,6 +24,13 @@ from ..models import (
 
 _MAX_LISTED_ERRORS = 8
 
+# Our snapshots end with the history: ``\n  "history": [\n    {...},\n    {...}\n  ]\n}``.
+# JSON escapes newlines inside strings, and nested keys sit deeper than two spaces, so this
+# opening occurs once, at the top level.
+_HISTORY_OPEN = b'\n  "history": ['
+_HISTORY_CLOSE = b"\n  ]\n}"
+_EMPTY_HISTORY_CLOSE = b"]\n}"
+
 RecordT = TypeVar("RecordT", bound=WireModel)
 
 
@@ -48,6 +55,44 @@ class JournalEntry(WireModel):
 def encode_snapshot(session: ChatSession) -> bytes:
     stamped = session.model_copy(update={"schema_version": SCHEMA_VERSION})
     return stamped.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+
+
+def extend_snapshot(
+    snapshot: bytes, header: SessionHeader, items: list[HistoryItem]
+) -> bytes | None:
+    """``snapshot`` with ``header`` in place of its own and ``items`` added to its history.
+
+    Works on the text: the old history is copied, not parsed, so folding a journal costs what
+    copying the file costs instead of validating and serialising the whole history again.
+    The result is byte for byte what :func:`encode_snapshot` makes of the whole session.
+    ``snapshot`` must be already validated. Returns ``None`` for a snapshot not laid out as
+    we write them (cortex's, whose history is not last), which the caller re-encodes whole.
+    """
+    old = _history_body(snapshot)
+    if old is None:
+        return None
+    new_text = encode_snapshot(ChatSession.from_parts(header, items))
+    new = _history_body(new_text)
+    if new is None:  # encode_snapshot always writes this layout; kept for safety
+        return None
+    prefix = new_text[: new_text.rindex(_HISTORY_OPEN) + len(_HISTORY_OPEN)]
+    bodies = [body for body in (old, new) if body]
+    if not bodies:
+        return prefix + _EMPTY_HISTORY_CLOSE
+    return prefix + b"\n" + b",\n".join(bodies) + _HISTORY_CLOSE
+
+
+def _history_body(snapshot: bytes) -> bytes | None:
+    """The text of the history's items (between the brackets), if the history comes last."""
+    start = snapshot.rfind(_HISTORY_OPEN)
+    if start < 0:
+        return None
+    rest = snapshot[start + len(_HISTORY_OPEN) :]
+    if rest == _EMPTY_HISTORY_CLOSE:
+        return b""
+    if rest.startswith(b"\n") and rest.endswith(_HISTORY_CLOSE):
+        return rest[1 : -len(_HISTORY_CLOSE)]
+    return None
 
 
 def encode_record(record: WireModel) -> bytes:

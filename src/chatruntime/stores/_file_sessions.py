@@ -48,6 +48,7 @@ from ._file_codec import (
     decode_record,
     encode_journal_line,
     encode_snapshot,
+    extend_snapshot,
 )
 from ._file_io import (
     Identity,
@@ -346,12 +347,24 @@ class SessionFiles:
         journal_path = self.journal_path(agent_id, session_id)
         if stat_or_none(journal_path) is None:
             return
-        session = self._read_locked(session_id, agent_id)
-        if session.revision > self._snapshots[session_id].revision:
-            stat = write_atomically(
-                self.snapshot_path(agent_id, session_id), encode_snapshot(session)
-            )
-            self._snapshots[session_id] = _Snapshot(identity(stat), session.revision)
+        snapshot_path = self.snapshot_path(agent_id, session_id)
+        snapshot = self._inspect(session_id, agent_id).snapshot
+        got = read_file(snapshot_path)
+        if got is None:
+            raise self._missing(session_id)
+        data, stat = got
+        if identity(stat) != snapshot.identity:  # only a program ignoring our locks does this
+            raise StorageError(f"{snapshot_path} changed while locked", path=str(snapshot_path))
+        applied = self._journal_entries(session_id, agent_id, snapshot)
+        if applied:
+            header = applied[-1].header
+            items = [item for entry in applied for item in entry.items]
+            folded = extend_snapshot(data, header, items)
+            if folded is None:
+                history = decode_record(ChatSession, data).history + items
+                folded = encode_snapshot(ChatSession.from_parts(header, history))
+            stat = write_atomically(snapshot_path, folded)
+            self._snapshots[session_id] = _Snapshot(identity(stat), header.revision)
         # No directory sync needed: if this removal is lost, the journal comes back holding
         # only revisions the (durable) snapshot has, and replay skips them.
         remove(journal_path)
@@ -405,20 +418,25 @@ class SessionFiles:
 
     def _read_locked(self, session_id: str, agent_id: str) -> ChatSession:
         snapshot, session = self._read_snapshot(session_id, agent_id)
-        path = self.journal_path(agent_id, session_id)
-        got = read_file(path)
-        if got is None:
-            self._journals.pop(session_id, None)
-            return session
-        data, stat = got
-        start = _Journal(snapshot.identity, (stat.st_dev, stat.st_ino), 0, (0, 0, 0), 0, None, None)
-        journal, entries = self._check_journal(session_id, agent_id, snapshot, start, data, stat)
-        self._journals[session_id] = journal
-        applied = [entry for entry in entries if entry.revision > snapshot.revision]
+        applied = self._journal_entries(session_id, agent_id, snapshot)
         if not applied:
             return session
         history = session.history + [item for entry in applied for item in entry.items]
         return ChatSession.from_parts(applied[-1].header, history)
+
+    def _journal_entries(
+        self, session_id: str, agent_id: str, snapshot: _Snapshot
+    ) -> list[JournalEntry]:
+        """The whole journal's lines that come after ``snapshot``, checked."""
+        got = read_file(self.journal_path(agent_id, session_id))
+        if got is None:
+            self._journals.pop(session_id, None)
+            return []
+        data, stat = got
+        start = _Journal(snapshot.identity, (stat.st_dev, stat.st_ino), 0, (0, 0, 0), 0, None, None)
+        journal, entries = self._check_journal(session_id, agent_id, snapshot, start, data, stat)
+        self._journals[session_id] = journal
+        return [entry for entry in entries if entry.revision > snapshot.revision]
 
     def _inspect(self, session_id: str, agent_id: str) -> _State:
         """The session's revision state, reading only what the memos cannot vouch for."""
