@@ -220,6 +220,18 @@ async def test_a_turn_of_thousands_of_items_round_trips_in_order(store: SessionS
     assert loaded.history == items
 
 
+async def test_nul_and_control_characters_survive(store: SessionStore) -> None:
+    # Whatever a user types or a model emits is stored: PostgreSQL's jsonb, for one, refuses
+    # \u0000, and a raw control character is not valid inside a JSON string.
+    from chatruntime.models import MessageItem
+
+    text = "nul \x00, bell \x07, escape \x1b, separator \u2028, end"
+    h = header(metadata={"note": text}, state={"raw": text})
+    items = [MessageItem(role="user", content=text)]
+    await store.write_session(h, items, expected_revision=None)
+    assert await store.get_session(h.id) == ChatSession.from_parts(h, items)
+
+
 # -- leases ---------------------------------------------------------------------------------
 
 
@@ -266,6 +278,17 @@ async def test_lease_is_released_when_the_body_raises(store: SessionStore) -> No
     with pytest.raises(RuntimeError):
         async with store.lease(session_id, timeout=1):
             raise RuntimeError("turn failed")
+    with anyio.fail_after(5):
+        async with store.lease(session_id, timeout=1):
+            pass
+
+
+async def test_lease_is_released_when_the_body_is_cancelled(store: SessionStore) -> None:
+    session_id = new_id()
+    with anyio.move_on_after(0.2) as scope:
+        async with store.lease(session_id, timeout=1):
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
     with anyio.fail_after(5):
         async with store.lease(session_id, timeout=1):
             pass

@@ -156,8 +156,11 @@ class SqlStore:
         self._password = _password(engine.url if engine is not None else url)
         self._ready = False
         self._dialect = ""
-        self._read_engine: AsyncEngine | None = None
+        # Engines (one pool) for the three kinds of transaction; see `_adopt`.
         self._write_engine: AsyncEngine | None = None
+        self._snapshot_engine: AsyncEngine | None = None
+        self._lookup_engine: AsyncEngine | None = None
+        self._dbapi_error: type[Exception] | None = None
         # One lock for every call when all share a single connection (in-memory SQLite);
         # one for writes on SQLite files, whose single writer would otherwise be contended
         # for by this process's own connections through the busy timeout.
@@ -235,7 +238,7 @@ class SqlStore:
 
     async def get_agent(self, agent_id: str) -> AgentSpec | None:
         agents = self._tables.agents
-        async with self._transaction(f"reading agent {agent_id}", write=False) as conn:
+        async with self._transaction(f"reading agent {agent_id}") as conn:
             raw = (
                 await conn.execute(sa.select(agents.c.spec).where(agents.c.id == agent_id))
             ).scalar_one_or_none()
@@ -243,7 +246,7 @@ class SqlStore:
 
     async def list_agents(self) -> list[AgentSpec]:
         agents = self._tables.agents
-        async with self._transaction("listing agents", write=False) as conn:
+        async with self._transaction("listing agents") as conn:
             rows = (
                 await conn.execute(
                     sa.select(agents.c.id, agents.c.spec).order_by(agents.c.created_at, agents.c.id)
@@ -262,7 +265,7 @@ class SqlStore:
     async def load_sessions(self) -> LoadReport:
         """Every stored session, most recently active first, plus the ones not readable."""
         sessions, items = self._tables.sessions, self._tables.history_items
-        async with self._transaction("loading sessions", write=False) as conn:
+        async with self._transaction("loading sessions", snapshot=True) as conn:
             header_rows = (
                 await conn.execute(
                     sa.select(sessions).order_by(sessions.c.last_activity.desc(), sessions.c.id)
@@ -290,7 +293,7 @@ class SqlStore:
 
     async def get_session(self, session_id: str) -> ChatSession | None:
         sessions, items = self._tables.sessions, self._tables.history_items
-        async with self._transaction(f"reading session {session_id}", write=False) as conn:
+        async with self._transaction(f"reading session {session_id}", snapshot=True) as conn:
             row = (
                 await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))
             ).one_or_none()
@@ -315,7 +318,7 @@ class SqlStore:
 
     async def get_revision(self, session_id: str) -> int | None:
         sessions = self._tables.sessions
-        async with self._transaction(f"reading session {session_id}", write=False) as conn:
+        async with self._transaction(f"reading session {session_id}") as conn:
             revision = (
                 await conn.execute(
                     sa.select(sessions.c.revision).where(sessions.c.id == session_id)
@@ -599,23 +602,37 @@ class SqlStore:
                 event.listen(sync_engine, "connect", _on_sqlite_connect)
             if not event.contains(sync_engine, "begin", _on_sqlite_begin):
                 event.listen(sync_engine, "begin", _on_sqlite_begin)
-            self._read_engine = engine
             self._write_engine = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            self._snapshot_engine = self._lookup_engine = engine
             if self._every_call_lock is None and self._write_lock is None:
                 if isinstance(engine.sync_engine.pool, StaticPool):
                     self._every_call_lock = anyio.Lock()
                 else:
                     self._write_lock = anyio.Lock()
         else:
-            # One snapshot for the header and the items read after it.
-            self._read_engine = engine.execution_options(isolation_level="REPEATABLE READ")
             self._write_engine = engine
+            # One snapshot for the header and the items read after it.
+            self._snapshot_engine = engine.execution_options(isolation_level="REPEATABLE READ")
+            # A single SELECT needs no BEGIN and COMMIT round trips around it.
+            self._lookup_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        dbapi_error = getattr(dialect.loaded_dbapi, "Error", None)
+        if isinstance(dbapi_error, type) and issubclass(dbapi_error, Exception):
+            self._dbapi_error = dbapi_error
 
     @asynccontextmanager
     async def _transaction(
-        self, doing: str, *, write: bool, initializing: bool = False
+        self,
+        doing: str,
+        *,
+        write: bool = False,
+        snapshot: bool = False,
+        initializing: bool = False,
     ) -> AsyncIterator[AsyncConnection]:
-        engine = self._write_engine if write else self._read_engine
+        """A connection in a transaction: a write, a multi-statement read, or one lookup."""
+        if write:
+            engine = self._write_engine
+        else:
+            engine = self._snapshot_engine if snapshot else self._lookup_engine
         if engine is None or not (self._ready or initializing):
             raise RuntimeError(
                 "SqlStore is not initialized: await store.initialize() before using it "
@@ -643,7 +660,14 @@ class SqlStore:
             yield
         except ChatRuntimeError:
             raise
-        except (sa_errors.SQLAlchemyError, OSError, TimeoutError) as error:
+        except Exception as error:
+            # Driver errors raised outside SQLAlchemy's wrapping (in connection listeners)
+            # are the driver's own classes.
+            mapped: tuple[type[Exception], ...] = (sa_errors.SQLAlchemyError, OSError)
+            if self._dbapi_error is not None:
+                mapped += (self._dbapi_error,)
+            if not isinstance(error, mapped):
+                raise
             reason = self._scrub(_reason(error, self._connect_timeout if connecting else None))
             if _is_auth_failure(error):
                 reason += "; check the user name and password"

@@ -1,0 +1,840 @@
+"""What ``SqlStore`` does beyond the contract: its rows, its migrations, its errors, its leases.
+
+Each test runs on SQLite (a file in ``tmp_path``) and on PostgreSQL (a fresh schema on the
+shared test server) unless it is about one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import sqlalchemy as sa
+from anyio.abc import SocketAttribute, SocketStream
+from anyio.streams.stapled import MultiListener
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chatruntime.models import (
+    BusyError,
+    ChatSession,
+    ConflictError,
+    CorruptDataError,
+    InvalidInputError,
+    MessageItem,
+    ReasoningItem,
+    SessionContext,
+    StorageError,
+    StoreVersionError,
+    new_id,
+)
+from chatruntime.stores import CorruptRecord, SqlStore, _sql_schema
+from support.factories import agent_spec, bumped, header, turn_items
+from support.services import wrong_password_url
+from support.stores import postgres_schema, postgres_search_path
+
+pytestmark = pytest.mark.anyio
+
+PREFIX = "chatruntime_"
+
+
+@dataclass
+class Database:
+    """An empty database (SQLite file or PostgreSQL schema) that stores can be opened on."""
+
+    kind: str
+    url: str
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def store(self, **options: Any) -> SqlStore:
+        return SqlStore(self.url, engine_kwargs=self.engine_kwargs or None, **options)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with postgres_schema(url) as schema:
+            yield Database("postgres", url, postgres_search_path(schema))
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[SqlStore]:
+    opened = database.store()
+    await opened.initialize()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def rows(store: SqlStore, statement: str, **params: Any) -> list[dict[str, Any]]:
+    """Run raw SQL on the store's own database; ``{p}`` stands for the table prefix."""
+    assert store.engine is not None
+    async with store.engine.begin() as conn:
+        result = await conn.execute(sa.text(statement.format(p=store.table_prefix)), params)
+        return [dict(row._mapping) for row in result] if result.returns_rows else []
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column as read by raw SQL: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def table_names(store: SqlStore) -> set[str]:
+    assert store.engine is not None
+    async with store.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- rows on disk ---------------------------------------------------------------------------
+
+
+async def test_a_created_session_is_one_row_plus_one_row_per_item(store: SqlStore) -> None:
+    h = header(
+        user_id="user-1",
+        metadata={"topic": "weather"},
+        context=SessionContext(total_messages=2, total_tokens=30, last_activity=1_000),
+    )
+    items = turn_items(1)
+    await store.write_session(h, items, expected_revision=None)
+
+    [session] = await rows(store, "SELECT * FROM {p}sessions")
+    assert {k: v for k, v in session.items() if k not in ("metadata", "state")} == {
+        "id": h.id,
+        "agent_id": h.agent_id,
+        "user_id": "user-1",
+        "name": "First chat",
+        "status": "active",
+        "created_at": h.created_at,
+        "updated_at": h.updated_at,
+        "last_activity": 1_000,
+        "revision": 0,
+        "schema_version": 1,
+        "total_tokens": 30,
+        "total_messages": 2,
+        "total_function_calls": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "requests": 0,
+        "total_turns": 0,
+        "total_handoffs": 0,
+        "last_agent_id": None,
+        "expires_at": None,
+    }
+    assert as_json(session["metadata"]) == {"topic": "weather"}
+    assert as_json(session["state"]) == {}
+    stored = await rows(store, "SELECT * FROM {p}history_items ORDER BY seq")
+    assert [(r["session_id"], r["seq"], r["type"]) for r in stored] == [
+        (h.id, 0, "message"),
+        (h.id, 1, "function_call"),
+        (h.id, 2, "function_call_result"),
+        (h.id, 3, "message"),
+    ]
+    assert [as_json(r["item"]) for r in stored] == [item.to_wire() for item in items]
+
+
+async def test_a_turn_inserts_rows_after_the_last_and_never_rewrites_earlier_ones(
+    store: SqlStore,
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    # Change a stored row behind the store's back: a store that rewrote the history on
+    # each turn would put the original text back.
+    edited = MessageItem.model_validate(as_json((await first_item(store, h.id))["item"]))
+    edited.content = "edited in place"
+    await rows(
+        store,
+        "UPDATE {p}history_items SET item = :item WHERE session_id = :id AND seq = 0",
+        item=json.dumps(edited.to_wire()),
+        id=h.id,
+    )
+    h1 = bumped(h, context=SessionContext(total_messages=4, last_activity=h.updated_at + 9))
+    second = turn_items(2)
+    await store.write_session(h1, second, expected_revision=0)
+
+    stored = await rows(store, "SELECT seq, item FROM {p}history_items ORDER BY seq")
+    assert [r["seq"] for r in stored] == list(range(8))
+    assert as_json(stored[0]["item"])["content"] == "edited in place"
+    assert [as_json(r["item"]) for r in stored[4:]] == [item.to_wire() for item in second]
+    [session] = await rows(store, "SELECT revision, total_messages, last_activity FROM {p}sessions")
+    assert session == {"revision": 1, "total_messages": 4, "last_activity": h.updated_at + 9}
+
+
+async def first_item(store: SqlStore, session_id: str) -> dict[str, Any]:
+    [row] = await rows(
+        store,
+        "SELECT item FROM {p}history_items WHERE session_id = :id AND seq = 0",
+        id=session_id,
+    )
+    return row
+
+
+async def test_a_write_that_fails_halfway_leaves_nothing_behind(
+    database: Database, store: SqlStore
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    before = await store.get_session(h.id)
+    if database.kind == "sqlite":
+        await rows(
+            store,
+            "CREATE TRIGGER refuse_reasoning BEFORE INSERT ON {p}history_items "
+            "WHEN NEW.type = 'reasoning' BEGIN SELECT RAISE(ABORT, 'reasoning refused'); END",
+        )
+    else:
+        await rows(
+            store,
+            "ALTER TABLE {p}history_items "
+            "ADD CONSTRAINT refuse_reasoning CHECK (type <> 'reasoning')",
+        )
+    turn = [*turn_items(2), ReasoningItem(summary=[])]
+
+    with pytest.raises(StorageError) as caught:
+        await store.write_session(bumped(h, name="Half done"), turn, expected_revision=0)
+
+    assert f"while writing session {h.id}" in caught.value.message
+    assert "question 2" not in caught.value.message  # no statement parameters in messages
+    assert await store.get_session(h.id) == before
+    assert await rows(store, "SELECT count(*) AS n FROM {p}history_items") == [{"n": 4}]
+
+
+async def test_concurrent_writers_of_one_revision_get_one_success_and_one_conflict(
+    database: Database, store: SqlStore
+) -> None:
+    other = database.store()
+    await other.initialize()
+    h = header()
+    turns = {n: turn_items(n) for n in (1, 2, 3)}
+    await store.write_session(h, turns[1], expected_revision=None)
+    won: list[int] = []
+    lost: list[ConflictError] = []
+
+    async def write(writer: SqlStore, n: int) -> None:
+        try:
+            await writer.write_session(bumped(h, name=f"writer {n}"), turns[n], expected_revision=0)
+            won.append(n)
+        except ConflictError as error:
+            lost.append(error)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write, store, 2)
+            tg.start_soon(write, other, 3)
+    finally:
+        await other.close()
+
+    assert len(won) == 1
+    assert [e.details for e in lost] == [
+        {"session_id": h.id, "stored_revision": 1, "expected_revision": 0}
+    ]
+    loaded = await store.get_session(h.id)
+    assert loaded is not None
+    assert loaded.name == f"writer {won[0]}"
+    assert loaded.history == turns[1] + turns[won[0]]
+
+
+async def test_deleting_a_session_deletes_its_item_rows(store: SqlStore) -> None:
+    kept, gone = header(), header()
+    await store.write_session(kept, turn_items(1), expected_revision=None)
+    await store.write_session(gone, turn_items(2), expected_revision=None)
+    await store.delete_session(gone.id)
+    assert await rows(store, "SELECT DISTINCT session_id FROM {p}history_items") == [
+        {"session_id": kept.id}
+    ]
+
+
+async def test_the_foreign_key_cascades_a_session_row_deleted_by_hand(store: SqlStore) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    await rows(store, "DELETE FROM {p}sessions WHERE id = :id", id=h.id)
+    assert await rows(store, "SELECT count(*) AS n FROM {p}history_items") == [{"n": 0}]
+
+
+async def test_agents_are_rows_with_their_spec_as_json(store: SqlStore) -> None:
+    spec = agent_spec(created_at=5)
+    await store.save_agent(spec)
+    [row] = await rows(store, "SELECT * FROM {p}agents")
+    assert row["id"] == spec.id
+    assert row["created_at"] == 5
+    assert as_json(row["spec"]) == spec.to_wire()
+
+
+# -- schema and migrations ------------------------------------------------------------------
+
+
+async def test_initialize_creates_the_tables_and_indexes_and_records_version_1(
+    store: SqlStore,
+) -> None:
+    await store.initialize()  # again: nothing changes
+    assert await table_names(store) == {
+        f"{PREFIX}meta",
+        f"{PREFIX}agents",
+        f"{PREFIX}sessions",
+        f"{PREFIX}history_items",
+        f"{PREFIX}session_leases",
+    }
+    assert await rows(store, "SELECT * FROM {p}meta") == [{"key": "schema_version", "value": "1"}]
+    assert store.engine is not None
+    async with store.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(f"{PREFIX}sessions"))
+    assert {(i["name"], tuple(i["column_names"])) for i in indexes} == {
+        (f"{PREFIX}sessions_agent_id", ("agent_id",)),
+        (f"{PREFIX}sessions_user_id", ("user_id",)),
+        (f"{PREFIX}sessions_last_activity", ("last_activity",)),
+    }
+
+
+async def test_a_table_prefix_keeps_two_stores_apart_in_one_database(
+    database: Database, store: SqlStore
+) -> None:
+    other = database.store(table_prefix="app_")
+    await other.initialize()
+    try:
+        await other.write_session(header(), [], expected_revision=None)
+        assert {name for name in await table_names(store) if name.startswith("app_")} == {
+            "app_meta",
+            "app_agents",
+            "app_sessions",
+            "app_history_items",
+            "app_session_leases",
+        }
+        assert (await store.load_sessions()).sessions == []
+        assert len((await other.load_sessions()).sessions) == 1
+    finally:
+        await other.close()
+
+
+async def test_an_older_database_is_upgraded_by_the_missing_migrations_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = database.store()
+    await old.initialize()
+    h, items = header(), turn_items(1)
+    await old.write_session(h, items, expected_revision=None)
+    await old.close()
+    ran: list[str] = []
+
+    def add_marker_table(connection: sa.Connection, prefix: str) -> None:
+        ran.append(prefix)
+        connection.exec_driver_sql(f"CREATE TABLE {prefix}marker (id INTEGER PRIMARY KEY)")
+
+    monkeypatch.setattr(_sql_schema, "MIGRATIONS", (*_sql_schema.MIGRATIONS, add_marker_table))
+    new = database.store()
+    try:
+        await new.initialize()
+        await new.initialize()
+        assert ran == [PREFIX]
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "2"}]
+        assert await rows(new, "SELECT count(*) AS n FROM {p}marker") == [{"n": 0}]
+        assert await new.get_session(h.id) == ChatSession.from_parts(h, items)
+    finally:
+        await new.close()
+
+
+async def test_a_failed_migration_leaves_the_database_at_its_old_version(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = database.store()
+    await old.initialize()
+    await old.close()
+
+    def broken(connection: sa.Connection, prefix: str) -> None:
+        connection.exec_driver_sql(f"CREATE TABLE {prefix}half_done (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(_sql_schema, "MIGRATIONS", (*_sql_schema.MIGRATIONS, broken))
+    new = database.store()
+    try:
+        with pytest.raises(StorageError) as caught:
+            await new.initialize()
+        assert "failed while creating or upgrading the tables" in caught.value.message
+        assert "no_such_table" in caught.value.message
+        monkeypatch.undo()
+        await new.initialize()
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "1"}]
+        assert f"{PREFIX}half_done" not in await table_names(new)
+    finally:
+        await new.close()
+
+
+async def test_a_database_of_a_newer_version_is_refused(
+    store: SqlStore, database: Database
+) -> None:
+    await rows(store, "UPDATE {p}meta SET value = '3' WHERE key = 'schema_version'")
+    newer = database.store()
+    try:
+        with pytest.raises(StoreVersionError) as caught:
+            await newer.initialize()
+    finally:
+        await newer.close()
+    assert caught.value.message.startswith(
+        "database schema version 3 is newer than this chatruntime supports (1): "
+        "upgrade chatruntime ("
+    )
+    assert caught.value.details == {"found": 3, "supported": 1, "location": f"{PREFIX}meta"}
+
+
+async def test_a_version_that_is_not_a_number_is_corrupt(
+    store: SqlStore, database: Database
+) -> None:
+    await rows(store, "UPDATE {p}meta SET value = 'two' WHERE key = 'schema_version'")
+    damaged = database.store()
+    try:
+        with pytest.raises(CorruptDataError, match="holds 'two' as schema_version"):
+            await damaged.initialize()
+    finally:
+        await damaged.close()
+
+
+async def test_concurrent_initialize_of_a_new_database_creates_it_once(
+    database: Database,
+) -> None:
+    stores = [database.store() for _ in range(4)]
+    try:
+        async with anyio.create_task_group() as tg:
+            for each in stores:
+                tg.start_soon(each.initialize)
+        assert await rows(stores[0], "SELECT * FROM {p}meta") == [
+            {"key": "schema_version", "value": "1"}
+        ]
+    finally:
+        for each in stores:
+            await each.close()
+
+
+# -- damaged rows ---------------------------------------------------------------------------
+
+
+async def test_an_invalid_item_row_is_reported_and_left_as_it_is(store: SqlStore) -> None:
+    good, bad = header(name="Good"), header(name="Bad")
+    await store.write_session(good, turn_items(1), expected_revision=None)
+    await store.write_session(bad, turn_items(2), expected_revision=None)
+    damaged = json.dumps({"type": "telepathy", "id": "x", "timestamp": 1})
+    await rows(
+        store,
+        "UPDATE {p}history_items SET item = :item WHERE session_id = :id AND seq = 2",
+        item=damaged,
+        id=bad.id,
+    )
+
+    report = await store.load_sessions()
+
+    assert [s.id for s in report.sessions] == [good.id]
+    [record] = report.corrupt
+    assert (record.session_id, record.location) == (
+        bad.id,
+        f"{PREFIX}history_items session_id={bad.id} seq=2",
+    )
+    assert record.reason.startswith("invalid history item: ")
+    assert "telepathy" in record.reason
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_session(bad.id)
+    assert caught.value.details == {
+        "session_id": bad.id,
+        "location": record.location,
+        "reason": record.reason,
+    }
+    assert await store.get_revision(bad.id) == 0
+    still = await rows(
+        store, "SELECT item FROM {p}history_items WHERE session_id = :id AND seq = 2", id=bad.id
+    )
+    assert [as_json(r["item"]) for r in still] == [json.loads(damaged)]
+
+
+async def test_an_invalid_session_row_is_reported(store: SqlStore) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    await rows(store, "UPDATE {p}sessions SET status = 'archived' WHERE id = :id", id=h.id)
+
+    report = await store.load_sessions()
+
+    assert report.sessions == []
+    assert [(r.session_id, r.location) for r in report.corrupt] == [
+        (h.id, f"{PREFIX}sessions id={h.id}")
+    ]
+    assert report.corrupt[0].reason.startswith("invalid session: status: ")
+
+
+async def test_item_text_that_is_not_json_is_reported(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    await store.initialize()
+    try:
+        h = header()
+        await store.write_session(h, turn_items(1), expected_revision=None)
+        await rows(store, "UPDATE {p}history_items SET item = '{{oops' WHERE seq = 1")
+        assert (await store.load_sessions()).corrupt == [
+            CorruptRecord(
+                h.id,
+                f"{PREFIX}history_items session_id={h.id} seq=1",
+                "item is not valid JSON: Expecting property name enclosed in double quotes: "
+                "line 1 column 2 (char 1)",
+            )
+        ]
+    finally:
+        await store.close()
+
+
+async def test_an_invalid_agent_row_is_corrupt_data(store: SqlStore) -> None:
+    spec = agent_spec()
+    await store.save_agent(spec)
+    await rows(store, "UPDATE {p}agents SET spec = :spec", spec=json.dumps({"id": spec.id}))
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_agent(spec.id)
+    assert caught.value.details["location"] == f"{PREFIX}agents id={spec.id}"
+    assert caught.value.details["reason"] == "invalid agent: name: Field required"
+
+
+# -- bad input at initialize() --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url", "malformed database URL"),
+        ("postgresql+asyncpg://user:s3cret-pw@host:notaport/db", "malformed database URL"),
+        ("postgresql+asyncpg://user:s3cret-pw@host:99999/db", "port 99999 is out of range"),
+        ("mysql+aiomysql://user:s3cret-pw@host/db", "does not support mysql+aiomysql:// URLs"),
+        ("sqlite:///chat.db", "use sqlite+aiosqlite://"),
+        ("postgresql://user:s3cret-pw@host/db", "use postgresql+asyncpg://"),
+    ],
+)
+async def test_a_bad_url_is_invalid_input_without_the_password(url: str, expected: str) -> None:
+    store = SqlStore(url)
+    with pytest.raises(InvalidInputError) as caught:
+        await store.initialize()
+    assert expected in caught.value.message
+    assert "sqlite+aiosqlite:///path/to/file.db" in caught.value.message  # shows what works
+    assert "s3cret-pw" not in caught.value.message
+    assert caught.value.details == {"field": "url"}
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_an_unreachable_server_is_a_prompt_storage_error() -> None:
+    port = closed_port()
+    store = SqlStore(f"postgresql+asyncpg://app:s3cret-pw@127.0.0.1:{port}/chat")
+    try:
+        with anyio.fail_after(3), pytest.raises(StorageError) as caught:
+            await store.initialize()
+    finally:
+        await store.close()
+    assert caught.value.message.startswith(
+        f"cannot connect to PostgreSQL at 127.0.0.1:{port}, database 'chat' as user 'app': "
+    )
+    assert "s3cret-pw" not in caught.value.message
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A port that accepts connections and never says a word."""
+
+    async def say_nothing(stream: SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()
+
+    listener: MultiListener[SocketStream]
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(SocketAttribute.local_port)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, say_nothing)
+            yield port
+            tg.cancel_scope.cancel()
+
+
+async def test_a_server_that_never_answers_times_out_after_connect_timeout(
+    silent_server: int,
+) -> None:
+    store = SqlStore(
+        f"postgresql+asyncpg://app:s3cret-pw@127.0.0.1:{silent_server}/chat",
+        connect_timeout=0.5,
+    )
+    started = anyio.current_time()
+    try:
+        with anyio.fail_after(5), pytest.raises(StorageError) as caught:
+            await store.initialize()
+    finally:
+        await store.close()
+    assert anyio.current_time() - started < 3
+    assert caught.value.message == (
+        f"cannot connect to PostgreSQL at 127.0.0.1:{silent_server}, database 'chat' "
+        "as user 'app': no answer within 0.5s"
+    )
+
+
+async def test_wrong_credentials_are_a_storage_error_naming_the_server(
+    postgres_url: str,
+) -> None:
+    url = wrong_password_url(postgres_url, "not-the-pw")
+    store = SqlStore(url)
+    try:
+        with anyio.fail_after(10), pytest.raises(StorageError) as caught:
+            await store.initialize()
+    finally:
+        await store.close()
+    parsed = sa.make_url(postgres_url)
+    assert caught.value.message == (
+        f"cannot connect to PostgreSQL at {parsed.host}:{parsed.port}, database "
+        f"{parsed.database!r} as user {parsed.username!r}: password authentication failed "
+        f'for user "{parsed.username}"; check the user name and password'
+    )
+
+
+async def test_a_file_that_is_not_a_sqlite_database_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database " * 100)
+    store = SqlStore(f"sqlite+aiosqlite:///{path}")
+    try:
+        with pytest.raises(StorageError) as caught:
+            await store.initialize()
+    finally:
+        await store.close()
+    assert caught.value.message == (
+        f"cannot connect to SQLite database {path}: file is not a database"
+    )
+
+
+async def test_a_sqlite_file_in_a_new_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "folder" / "chat.db"
+    store = SqlStore(f"sqlite+aiosqlite:///{path}")
+    await store.initialize()
+    await store.close()
+    assert path.is_file()
+
+
+# -- construction and lifecycle -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field_name"),
+    [
+        ({}, "url"),
+        ({"url": "sqlite+aiosqlite://", "table_prefix": "drop table;"}, "table_prefix"),
+        ({"url": "sqlite+aiosqlite://", "table_prefix": "1st_"}, "table_prefix"),
+        ({"url": "sqlite+aiosqlite://", "connect_timeout": 0}, "connect_timeout"),
+    ],
+)
+def test_bad_arguments_are_invalid_input(arguments: dict[str, Any], field_name: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        SqlStore(**arguments)
+    assert caught.value.details["field"] == field_name
+
+
+async def test_a_store_refuses_calls_before_initialize_and_after_close() -> None:
+    store = SqlStore("sqlite+aiosqlite://")
+    message = (
+        r"^SqlStore is not initialized: await store\.initialize\(\) before using it "
+        r"\(and again after close\(\)\)$"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        await store.get_session(new_id())
+    await store.initialize()
+    assert await store.get_session(new_id()) is None
+    await store.close()
+    with pytest.raises(RuntimeError, match=message):
+        await store.list_agents()
+
+
+async def test_an_in_memory_database_serves_concurrent_calls(tmp_path: Path) -> None:
+    store = SqlStore("sqlite+aiosqlite://")
+    await store.initialize()
+    try:
+        headers = [header(name=f"Chat {n}") for n in range(20)]
+
+        async def create_and_read(h: Any) -> None:
+            await store.write_session(h, turn_items(1), expected_revision=None)
+            assert await store.get_revision(h.id) == 0
+
+        async with anyio.create_task_group() as tg:
+            for h in headers:
+                tg.start_soon(create_and_read, h)
+        loaded = await store.load_sessions()
+        assert sorted(s.name for s in loaded.sessions) == sorted(h.name for h in headers)
+    finally:
+        await store.close()
+
+
+async def test_an_in_memory_database_starts_empty_after_close(tmp_path: Path) -> None:
+    store = SqlStore("sqlite+aiosqlite://")
+    await store.initialize()
+    await store.write_session(header(), [], expected_revision=None)
+    await store.close()
+    await store.initialize()
+    try:
+        assert (await store.load_sessions()).sessions == []
+    finally:
+        await store.close()
+
+
+async def test_an_engine_passed_in_is_used_and_left_open(tmp_path: Path) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'own.db'}")
+    store = SqlStore(engine=engine)
+    await store.initialize()
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    await store.close()
+    try:
+        async with engine.connect() as conn:
+            ids = (await conn.execute(sa.text(f"SELECT id FROM {PREFIX}sessions"))).scalars()
+            assert list(ids) == [h.id]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def without_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import chatruntime.stores
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # makes `import sqlalchemy` fail
+    monkeypatch.delitem(sys.modules, "chatruntime.stores._sql", raising=False)
+    monkeypatch.delattr(chatruntime.stores, "SqlStore", raising=False)
+    yield
+
+
+@pytest.mark.usefixtures("without_sqlalchemy")
+def test_without_sqlalchemy_the_import_error_names_the_extra() -> None:
+    with pytest.raises(ImportError, match=r"SqlStore needs .* install chatruntime\[sql\]"):
+        from chatruntime.stores import SqlStore  # noqa: F401
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+async def test_an_expired_lease_of_a_dead_holder_is_taken_over(store: SqlStore) -> None:
+    session_id = new_id()
+    await rows(
+        store,
+        "INSERT INTO {p}session_leases VALUES (:id, 'dead-holder', :expired)",
+        id=session_id,
+        expired=now_ms() - 1_000,
+    )
+    with anyio.fail_after(5):
+        async with store.lease(session_id, ttl=30, timeout=0):
+            [row] = await rows(store, "SELECT * FROM {p}session_leases")
+            assert row["token"] != "dead-holder"
+            assert row["expires_at"] > now_ms() + 25_000
+    assert await rows(store, "SELECT * FROM {p}session_leases") == []
+
+
+async def test_a_live_lease_of_another_holder_is_busy(store: SqlStore) -> None:
+    session_id = new_id()
+    await rows(
+        store,
+        "INSERT INTO {p}session_leases VALUES (:id, 'other-holder', :later)",
+        id=session_id,
+        later=now_ms() + 60_000,
+    )
+    with anyio.fail_after(5), pytest.raises(BusyError) as caught:
+        async with store.lease(session_id, timeout=0.2):
+            pytest.fail("the lease was granted while another holder had it")
+    assert caught.value.details == {"session_id": session_id, "timeout": 0.2}
+    assert [r["token"] for r in await rows(store, "SELECT * FROM {p}session_leases")] == [
+        "other-holder"
+    ]
+
+
+async def test_a_held_lease_is_renewed_past_its_ttl(database: Database, store: SqlStore) -> None:
+    session_id = new_id()
+    other = database.store()
+    await other.initialize()
+    try:
+        async with store.lease(session_id, ttl=0.3, timeout=1):
+            [first] = await rows(store, "SELECT expires_at FROM {p}session_leases")
+            await anyio.sleep(0.6)
+            [later] = await rows(store, "SELECT expires_at FROM {p}session_leases")
+            assert later["expires_at"] > first["expires_at"]
+            with pytest.raises(BusyError):
+                async with other.lease(session_id, timeout=0):
+                    pass
+    finally:
+        await other.close()
+
+
+async def test_release_deletes_only_the_holders_own_lease_row(store: SqlStore) -> None:
+    session_id = new_id()
+    async with store.lease(session_id, timeout=1):
+        # As if the lease had expired and another process had taken it meanwhile.
+        await rows(store, "UPDATE {p}session_leases SET token = 'successor'")
+    assert [r["token"] for r in await rows(store, "SELECT * FROM {p}session_leases")] == [
+        "successor"
+    ]
+
+
+async def test_a_cancelled_body_releases_the_lease(store: SqlStore) -> None:
+    session_id = new_id()
+    with anyio.move_on_after(0.2):
+        async with store.lease(session_id, timeout=1):
+            await anyio.sleep_forever()
+    assert await rows(store, "SELECT * FROM {p}session_leases") == []
+
+
+HOLDER_SCRIPT = """
+import json, sys
+import anyio
+from chatruntime.stores import SqlStore
+
+async def main() -> None:
+    url, engine_kwargs, session_id = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    store = SqlStore(url, engine_kwargs=engine_kwargs or None)
+    await store.initialize()
+    async with store.lease(session_id, ttl=1.0, timeout=10):
+        print("held", flush=True)
+        await anyio.sleep(120)
+
+anyio.run(main)
+"""
+
+
+async def test_a_lease_held_by_another_process_is_busy_until_that_process_dies(
+    database: Database, store: SqlStore
+) -> None:
+    session_id = new_id()
+    holder = await anyio.open_process(
+        [
+            sys.executable,
+            "-c",
+            HOLDER_SCRIPT,
+            database.url,
+            json.dumps(database.engine_kwargs),
+            session_id,
+        ]
+    )
+    try:
+        assert holder.stdout is not None
+        output = b""
+        with anyio.fail_after(30):
+            while b"held\n" not in output:
+                output += await holder.stdout.receive()
+        # Longer than the holder's ttl: only its renewals keep the lease from us.
+        with anyio.fail_after(10), pytest.raises(BusyError):
+            async with store.lease(session_id, timeout=1.5):
+                pass
+        holder.kill()  # SIGKILL: no release, no more renewals
+        await holder.wait()
+        started = anyio.current_time()
+        with anyio.fail_after(10):
+            async with store.lease(session_id, timeout=5):
+                waited = anyio.current_time() - started
+        assert waited < 1.5
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.aclose()
