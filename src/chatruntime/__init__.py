@@ -52,6 +52,7 @@ from .models import (
     TurnCancelledError,
     TurnError,
     TurnTimeoutError,
+    UsageError,
 )
 from .session import (
     STREAM_EVENT_ADAPTER,
@@ -127,6 +128,7 @@ __all__ = [
     "TurnCancelledError",
     "TurnError",
     "TurnTimeoutError",
+    "UsageError",
     "WindowPolicy",
     "build_model_provider",
 ]

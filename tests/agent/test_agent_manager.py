@@ -68,7 +68,7 @@ async def test_created_agent_is_stored_with_its_settings(agents: AgentManager) -
             "model_settings.max_tokens: Input should be greater than or equal to 1",
         ),
         ({"tools": ["nope"]}, "unknown tool 'nope' (known tools: lookup)"),
-        ({"agent_id": "../etc"}, "agent_id must be a UUID"),
+        ({"agent_id": "../etc"}, "agent_id must be a lowercase UUID"),
     ],
 )
 async def test_bad_agent_input_is_refused_and_nothing_is_stored(

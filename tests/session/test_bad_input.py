@@ -59,7 +59,7 @@ async def test_ids_that_are_not_uuids_are_refused_everywhere(h: Harness, bad_id:
     for result in results:
         assert result.error is not None
         assert result.error.code is ErrorCode.VALIDATION_ERROR
-        assert "must be a UUID" in result.error.message
+        assert "must be a lowercase UUID" in result.error.message
     assert await h.store.get_session(session.id) == before
 
 

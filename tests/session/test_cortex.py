@@ -96,6 +96,8 @@ async def test_broken_sessions_answer_corrupt_data_and_stay_untouched(
             await manager.get_session(sid),
             await manager.update_session(sid, name="Fixed?"),
             await manager.get_recent_messages(sid),
+            await manager.delete_session(sid),
+            await manager.send_message(sid, "Hello?"),
         ):
             assert result.error is not None
             assert result.error.code is ErrorCode.CORRUPT_DATA

@@ -142,11 +142,13 @@ async def test_misuse_before_initialize_and_after_close_raises() -> None:
 
     store = MemoryStore()
     manager = SessionManager(store, AgentManager(store))
-    with pytest.raises(RuntimeError, match="not initialized"):
+    from chatruntime import UsageError
+
+    with pytest.raises(UsageError, match="not initialized"):
         await manager.get_session(new_id())
     (await manager.initialize()).unwrap()
     await manager.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(UsageError, match="closed"):
         await manager.list_sessions()
-    with pytest.raises(RuntimeError, match="cannot reopen"):
+    with pytest.raises(UsageError, match="cannot reopen"):
         await manager.initialize()

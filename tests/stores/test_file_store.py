@@ -975,7 +975,7 @@ async def test_a_damaged_agent_file_is_reported_and_skipped_in_lists(
 def cortex_root(tmp_path: Path) -> Path:
     """A writable copy of cortex's ``.cortex`` folder (the original is read-only)."""
     if not CORTEX.is_dir():
-        pytest.skip(f"cortex's sample folder is not next to this checkout ({CORTEX})")
+        pytest.fail(f"cortex's sample folder is not next to this checkout ({CORTEX})")
     copy = tmp_path / ".cortex"
     shutil.copytree(CORTEX, copy)
     for path in [copy, *copy.rglob("*")]:

@@ -30,6 +30,7 @@ from ._errors import (
     TurnCancelledError,
     TurnError,
     TurnTimeoutError,
+    UsageError,
     exception_for,
 )
 from ._history import (
@@ -96,6 +97,7 @@ __all__ = [
     "TurnCancelledError",
     "TurnError",
     "TurnTimeoutError",
+    "UsageError",
     "WireModel",
     "check_name",
     "describe_validation_error",

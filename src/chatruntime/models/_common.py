@@ -40,11 +40,15 @@ def new_id() -> str:
 
 
 def is_uuid(value: object) -> bool:
-    """True when ``value`` is a UUID in its canonical 8-4-4-4-12 hexadecimal form."""
+    """True when ``value`` is a UUID in its canonical form: lowercase 8-4-4-4-12 hex.
+
+    Only one spelling is accepted, so one UUID can never name two files on a
+    case-sensitive disk.
+    """
     if not isinstance(value, str) or len(value) != 36:
         return False
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        return str(uuid.UUID(value)) == value
     except ValueError:
         return False
 
@@ -63,7 +67,8 @@ def require_uuid(value: object, what: str) -> str:
     """Return ``value`` if it is a UUID, else raise :class:`InvalidInputError` naming ``what``."""
     if not is_uuid(value):
         raise InvalidInputError(
-            f"{what} must be a UUID such as '123e4567-e89b-42d3-a456-426614174000', got {value!r}",
+            f"{what} must be a lowercase UUID such as "
+            f"'123e4567-e89b-42d3-a456-426614174000', got {value!r}",
             field=what,
             value=repr(value),
         )

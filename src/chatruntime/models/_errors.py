@@ -20,6 +20,8 @@ returns them as ``Result`` errors, and :meth:`Result.unwrap` raises the matching
     └── StorageError                 STORAGE_ERROR
         ├── CorruptDataError         CORRUPT_DATA
         └── StoreVersionError        UNSUPPORTED_VERSION
+
+    UsageError (a RuntimeError)      raised, never returned: the caller misused the API
 """
 
 from __future__ import annotations
@@ -159,6 +161,11 @@ class StoreVersionError(StorageError):
     """The store was written by a newer chatruntime than this one."""
 
     code = ErrorCode.UNSUPPORTED_VERSION
+
+
+class UsageError(RuntimeError):
+    """The caller used the API wrongly (e.g. a manager before ``initialize()`` or after
+    ``close()``). A programming mistake: raised, never turned into a ``Result``."""
 
 
 def _collect(cls: type[ChatRuntimeError]) -> list[type[ChatRuntimeError]]:

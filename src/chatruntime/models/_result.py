@@ -8,7 +8,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._errors import ChatRuntimeError, ErrorCode, exception_for
+from ._errors import ChatRuntimeError, ErrorCode, UsageError, exception_for
 
 T = TypeVar("T")
 logger = logging.getLogger("chatruntime")
@@ -75,12 +75,15 @@ async def guard(call: Callable[[], Awaitable[T]]) -> Result[T]:
     """Run ``call`` and turn expected failures into ``Result`` errors.
 
     Unexpected exceptions are logged and answered as ``INTERNAL_ERROR``: a service behind
-    this library gets an answer it can map, and the traceback is in the log.
+    this library gets an answer it can map, and the traceback is in the log. A
+    :class:`UsageError` (the caller's programming mistake) is raised as it is.
     """
     try:
         return Result.ok(await call())
     except ChatRuntimeError as error:
         return Result.from_exception(error)
+    except UsageError:
+        raise
     except Exception as error:
         logger.exception("unexpected error in chatruntime")
         return Result.fail(

@@ -33,6 +33,7 @@ from ..models import (
     SessionNotFoundError,
     SessionStatus,
     TurnTimeoutError,
+    UsageError,
     check_name,
     guard,
     new_id,
@@ -71,7 +72,7 @@ class SessionManager:
     Every public method returns a :class:`Result` and never raises for an expected failure
     (bad input, unknown ids, damaged records, storage failures). Using the manager before
     :meth:`initialize` or after :meth:`close` is a programming error and raises
-    ``RuntimeError``.
+    :class:`UsageError` (a ``RuntimeError``).
 
     Example:
         >>> async with SessionManager(store, agents) as manager:
@@ -139,7 +140,7 @@ class SessionManager:
         silently and never rewritten; calls naming them answer ``CORRUPT_DATA``.
         """
         if self._state is _State.CLOSED:
-            raise RuntimeError("cannot reopen a closed SessionManager; create a new one")
+            raise UsageError("cannot reopen a closed SessionManager; create a new one")
 
         async def load() -> InitializeReport:
             await self.store.initialize()
@@ -296,19 +297,23 @@ class SessionManager:
         return await guard(update)
 
     async def delete_session(self, session_id: str) -> Result[None]:
-        """Delete a session and its stored record (also one that was found corrupt)."""
+        """Delete a session and its stored record.
+
+        A session found corrupt answers ``CORRUPT_DATA`` and stays on disk: damaged data is
+        for a person to inspect, repair or remove by hand, never for the library to drop.
+        """
 
         async def delete() -> None:
             self._require_open()
             require_uuid(session_id, "session_id")
+            self._raise_if_corrupt(session_id)
             async with (
                 self._locks.hold(session_id),
                 self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
             ):
-                known = session_id in self._sessions or session_id in self._corrupt
+                known = session_id in self._sessions
                 deleted = await self.store.delete_session(session_id)
                 self._sessions.pop(session_id, None)
-                self._corrupt.pop(session_id, None)
                 if not (deleted or known):
                     raise SessionNotFoundError(
                         f"no session has id {session_id}", session_id=session_id
@@ -535,14 +540,11 @@ class SessionManager:
 
     def _require_open(self) -> None:
         if self._state is _State.NEW:
-            raise RuntimeError("SessionManager is not initialized: await manager.initialize()")
+            raise UsageError("SessionManager is not initialized: await manager.initialize()")
         if self._state is _State.CLOSED:
-            raise RuntimeError("SessionManager is closed")
+            raise UsageError("SessionManager is closed")
 
-    async def _lookup(self, session_id: str) -> ChatSession:
-        """The cached session, loading one another process created; raises when absent."""
-        self._require_open()
-        require_uuid(session_id, "session_id")
+    def _raise_if_corrupt(self, session_id: str) -> None:
         record = self._corrupt.get(session_id)
         if record is not None:
             raise CorruptDataError(
@@ -551,6 +553,12 @@ class SessionManager:
                 location=record.location,
                 reason=record.reason,
             )
+
+    async def _lookup(self, session_id: str) -> ChatSession:
+        """The cached session, loading one another process created; raises when absent."""
+        self._require_open()
+        require_uuid(session_id, "session_id")
+        self._raise_if_corrupt(session_id)
         session = self._sessions.get(session_id)
         if session is None:
             session = await self.store.get_session(session_id)
