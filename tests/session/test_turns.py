@@ -366,3 +366,16 @@ async def test_without_a_provider_or_key_the_offline_model_answers(
         reply = (await manager.send_message(session_id, "Hello")).unwrap()
 
     assert (reply.content, reply.agent_id) == ("[offline] You said: Hello (turn 1)", agent.id)
+
+
+async def test_turns_on_a_closed_manager_are_a_usage_error(h: TurnHarness) -> None:
+    from chatruntime import UsageError
+
+    session_id = await h.session(h.agent("Helper"))
+    await h.manager.close()
+
+    with pytest.raises(UsageError, match="closed"):
+        await h.manager.send_message(session_id, "Hello")
+    with pytest.raises(UsageError, match="closed"):
+        async for _ in h.manager.stream_message(session_id, "Hello"):
+            pass

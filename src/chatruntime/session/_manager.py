@@ -413,6 +413,9 @@ class SessionManager:
             worker.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([worker])
+            # Only a caller's misuse (UsageError) escapes the worker; it is the caller's.
+            if not worker.cancelled() and (misuse := worker.exception()) is not None:
+                raise misuse
 
     def set_window(self, agent_id: str, window: WindowPolicy | None) -> None:
         """Use ``window`` for the sessions of one agent (``None``: the manager's default)."""
