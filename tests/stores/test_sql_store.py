@@ -598,6 +598,32 @@ async def test_wrong_credentials_are_a_storage_error_naming_the_server(
     )
 
 
+async def test_a_statement_time_limit_from_engine_kwargs_ends_a_blocked_write(
+    postgres_url: str,
+) -> None:
+    async with postgres_schema(postgres_url) as schema:
+        kwargs = postgres_search_path(schema)
+        kwargs["connect_args"]["command_timeout"] = 0.5
+        store = SqlStore(postgres_url, engine_kwargs=kwargs)
+        await store.initialize()
+        try:
+            h = header()
+            await store.write_session(h, [], expected_revision=None)
+            assert store.engine is not None
+            async with store.engine.connect() as blocker, blocker.begin():
+                await blocker.execute(
+                    sa.text(f"SELECT * FROM {PREFIX}sessions WHERE id = :id FOR UPDATE"),
+                    {"id": h.id},
+                )
+                with anyio.fail_after(5), pytest.raises(StorageError) as caught:
+                    await store.write_session(bumped(h), turn_items(1), expected_revision=0)
+        finally:
+            await store.close()
+    assert caught.value.message.endswith(
+        f"failed while writing session {h.id}: timed out waiting for the database"
+    )
+
+
 async def test_a_file_that_is_not_a_sqlite_database_is_a_storage_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(b"these are my notes, not a database " * 100)

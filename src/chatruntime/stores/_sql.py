@@ -93,6 +93,10 @@ class SqlStore:
     connects, creates the tables or upgrades them to this version's schema, and refuses a
     database written by a newer chatruntime. The store disposes only an engine it created.
 
+    Leases are rows whose expiry the database server's clock sets and checks, so workers on
+    several hosts need not agree on the time. Statements have no time limit of their own;
+    give PostgreSQL one with ``engine_kwargs={"connect_args": {"command_timeout": 30}}``.
+
     Example:
         >>> store = SqlStore("postgresql+asyncpg://app:secret@db.internal:5432/chat")
         >>> await store.initialize()
@@ -209,9 +213,13 @@ class SqlStore:
                     f"SET LOCAL lock_timeout = {_INITIALIZE_LOCK_TIMEOUT_MS}"
                 )
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key())))
-            found = await conn.run_sync(migrate, self._tables, self._prefix, where=self._where)
-        if found:
-            logger.debug("%s: schema version %d is up to date", self._where, found)
+            found, current = await conn.run_sync(
+                migrate, self._tables, self._prefix, where=self._where
+            )
+        if found != current:
+            logger.info(
+                "%s: schema version %d created or upgraded from %d", self._where, current, found
+            )
         self._ready = True
 
     async def close(self) -> None:
@@ -821,7 +829,9 @@ def _reason(error: BaseException, connect_timeout: float | None) -> str:
     if isinstance(error, sa_errors.DBAPIError) and error.orig is not None:
         # The driver's own words, without SQLAlchemy's copy of the statement and parameters.
         return str(error.orig) or type(error.orig).__name__
-    if isinstance(error, TimeoutError) and connect_timeout is not None:
+    if isinstance(error, TimeoutError):
+        if connect_timeout is None:
+            return "timed out waiting for the database"
         return f"no answer within {connect_timeout:g}s"
     return str(error) or type(error).__name__
 

@@ -261,8 +261,8 @@ def migrate(
     prefix: str,
     *,
     where: str,
-) -> int:
-    """Bring the database to the newest schema version; return the version it was at.
+) -> tuple[int, int]:
+    """Bring the database to the newest schema version; return the versions before and after.
 
     Runs inside the caller's transaction, so a failed migration leaves nothing behind.
 
@@ -292,4 +292,4 @@ def migrate(
             .where(tables.meta.c.key == _SCHEMA_VERSION_KEY)
             .values(value=str(current))
         )
-    return found
+    return found, current
