@@ -200,6 +200,54 @@ async def test_a_handoff_is_stored_with_both_agents_and_counted(h: TurnHarness) 
     assert stored.context.total_messages == 3
 
 
+async def test_after_a_handoff_the_next_turn_is_answered_by_the_new_agent(
+    h: TurnHarness,
+) -> None:
+    billing_model = ScriptedModel(
+        [
+            [assistant_message("Billing here", item_id="msg_2")],
+            [assistant_message("Still billing", item_id="msg_3")],
+        ]
+    )
+    billing_id = h.agents.register(Agent(name="Billing", model=billing_model))
+    billing = await h.agents.resolve(billing_id)
+    triage_id = h.agent(
+        "Triage",
+        [function_call("transfer_to_billing", {}, call_id="call_h", item_id="fc_h")],
+        handoffs=[billing],
+    )
+    session_id = await h.session(triage_id)
+    (await h.manager.send_message(session_id, "My invoice")).unwrap()
+
+    reply = (await h.manager.send_message(session_id, "And the refund?")).unwrap()
+
+    assert (reply.content, reply.agent_id) == ("Still billing", billing_id)
+    assert len(billing_model.calls) == 2
+    assert h.models[0].remaining_steps == 0
+    assert (await h.stored(session_id)).agent_id == triage_id
+
+
+async def test_a_deleted_last_agent_hands_the_session_back_to_its_own_agent(
+    h: TurnHarness,
+) -> None:
+    billing_model = ScriptedModel([[assistant_message("Billing here", item_id="msg_2")]])
+    billing_id = h.agents.register(Agent(name="Billing", model=billing_model))
+    billing = await h.agents.resolve(billing_id)
+    triage_id = h.agent(
+        "Triage",
+        [function_call("transfer_to_billing", {}, call_id="call_h", item_id="fc_h")],
+        [assistant_message("Triage again", item_id="msg_4")],
+        handoffs=[billing],
+    )
+    session_id = await h.session(triage_id)
+    (await h.manager.send_message(session_id, "My invoice")).unwrap()
+    (await h.agents.delete_agent(billing_id)).unwrap()
+
+    reply = (await h.manager.send_message(session_id, "Hello?")).unwrap()
+
+    assert (reply.content, reply.agent_id) == ("Triage again", triage_id)
+
+
 async def test_reasoning_is_stored_and_sent_back_exactly(h: TurnHarness) -> None:
     agent_id = h.agent(
         "Thinker",

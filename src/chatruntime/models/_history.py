@@ -128,6 +128,8 @@ class HandoffItem(_Item):
     arguments: str | None = None
     output: str | None = None
     item_id: str | None = None
+    status: ItemStatus | None = None
+    """The status the provider gave the handoff's tool call, sent back on replay."""
 
 
 class ReasoningItem(_Item):

@@ -36,6 +36,7 @@ from ..models import (
     UsageError,
     check_name,
     guard,
+    is_uuid,
     new_id,
     now_ms,
     require_uuid,
@@ -489,6 +490,14 @@ class SessionManager:
             )
         return timeout
 
+    async def _answering_agent(self, current: ChatSession) -> Agent[Any]:
+        """The agent that answered last, so a handoff hands over the conversation, not one
+        reply; the session's own agent when that one is unknown here or was deleted."""
+        last = current.context.last_agent_id
+        if last and last != current.agent_id and is_uuid(last) and await self.agents.exists(last):
+            return await self.agents.resolve(last)
+        return await self.agents.resolve(current.agent_id)
+
     async def _turn_request(self, current: ChatSession, content: str) -> TurnRequest:
         if current.status != "active":
             raise SessionNotActiveError(
@@ -496,7 +505,7 @@ class SessionManager:
                 session_id=current.id,
                 status=current.status,
             )
-        agent = await self.agents.resolve(current.agent_id)
+        agent = await self._answering_agent(current)
         return TurnRequest(
             agent=agent,
             history=current.history,

@@ -196,8 +196,7 @@ def _call_input(
     }
     if item.item_id is not None:
         replayed["id"] = item.item_id
-    # HandoffItem keeps no status: a handoff call replays without one.
-    if isinstance(item, FunctionCallItem) and item.status in _CALL_STATUSES:
+    if item.status in _CALL_STATUSES:
         replayed["status"] = item.status
     return replayed
 
@@ -357,6 +356,7 @@ def items_from_run(
                 arguments=call.get("arguments", ""),
                 output=output if isinstance(output, str) else None,
                 item_id=call.get("id"),
+                status=call.get("status"),
                 agent_id=agent_ref(run_item.source_agent),
                 timestamp=timestamp,
             )
