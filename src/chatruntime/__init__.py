@@ -70,7 +70,7 @@ from .session import (
     ToolResult,
     WindowPolicy,
 )
-from .stores import CorruptRecord, LoadReport, MemoryStore, SessionStore
+from .stores import CorruptRecord, FileStore, LoadReport, MemoryStore, SessionStore, open_store
 
 __all__ = [
     "STREAM_EVENT_ADAPTER",
@@ -88,6 +88,7 @@ __all__ = [
     "Error",
     "ErrorCode",
     "ErrorInfo",
+    "FileStore",
     "FunctionCallItem",
     "FunctionCallResultItem",
     "GuardrailTrippedError",
@@ -131,6 +132,7 @@ __all__ = [
     "UsageError",
     "WindowPolicy",
     "build_model_provider",
+    "open_store",
 ]
 
 for _name in __all__:
