@@ -36,6 +36,7 @@ from ._file_io import (
     write_atomically,
 )
 from ._file_sessions import SessionFiles, is_file_id, logger, require_file_id
+from ._lease import poll
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
 
 DEFAULT_FOLD_MIN_BYTES = 256 * 1024
@@ -349,7 +350,13 @@ class FileStore:
         if waiting.cancelled_caught:
             raise _busy(session_id, timeout)
         try:
-            fd = await self._poll_lease(path, deadline)
+            fd = await poll(
+                partial(_in_thread, self._try_lease, path, shielded=True),
+                deadline,
+                first=_LEASE_POLL_FIRST,
+                most=_LEASE_POLL_MAX,
+                jitter=False,
+            )
             if fd is None:
                 raise _busy(session_id, timeout)
             try:
@@ -362,18 +369,6 @@ class FileStore:
             local.release()
 
     # -- internals ------------------------------------------------------------------------
-
-    async def _poll_lease(self, path: Path, deadline: float) -> int | None:
-        delay = _LEASE_POLL_FIRST
-        while True:
-            fd = await _in_thread(self._try_lease, path, shielded=True)
-            if fd is not None:
-                return fd
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                return None
-            await anyio.sleep(min(delay, remaining))
-            delay = min(delay * 2, _LEASE_POLL_MAX)
 
     def _try_lease(self, path: Path) -> int | None:
         ensure_dir(path.parent)

@@ -29,10 +29,9 @@ same way (their scores are last-activity times, so a sweep can also find them by
 from __future__ import annotations
 
 import logging
-import random
-import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+from functools import partial
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -46,7 +45,6 @@ from redis.backoff import ExponentialBackoff
 
 from ..models import (
     AgentSpec,
-    BusyError,
     ChatSession,
     ConflictError,
     CorruptDataError,
@@ -57,6 +55,7 @@ from ..models import (
     StoreVersionError,
 )
 from . import _redis_scripts as scripts
+from ._lease import TokenLease
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
 
 __all__ = ["REDIS_LAYOUT_VERSION", "RedisStore"]
@@ -71,8 +70,6 @@ _HEADER_FIELDS: Final[set[str]] = set(SessionHeader.model_fields)
 _ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
 _BATCH: Final = 200
 """Sessions or agents read per round trip when loading everything."""
-_LEASE_POLL_FIRST: Final = 0.01
-_LEASE_POLL_MAX: Final = 0.25
 
 
 class RedisStore:
@@ -150,8 +147,8 @@ class RedisStore:
         self._write_session = self._client.register_script(scripts.WRITE_SESSION)
         self._delete_session = self._client.register_script(scripts.DELETE_SESSION)
         self._prune_index = self._client.register_script(scripts.PRUNE_SESSION_INDEX)
-        self._renew_lease = self._client.register_script(scripts.RENEW_LEASE)
-        self._release_lease = self._client.register_script(scripts.RELEASE_LEASE)
+        self._expire_if_held = self._client.register_script(scripts.RENEW_LEASE)
+        self._delete_if_held = self._client.register_script(scripts.RELEASE_LEASE)
 
     def __repr__(self) -> str:
         return f"RedisStore(server={self._server!r}, key_prefix={self._prefix!r})"
@@ -389,96 +386,41 @@ class RedisStore:
 
     # -- leases ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def lease(
+    def lease(
         self,
         session_id: str,
         *,
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
-    ) -> AsyncIterator[None]:
+    ) -> AbstractAsyncContextManager[None]:
         """Hold the session exclusively across processes; see ``SessionStore.lease``.
 
         The lease is renewed every ``ttl / 3`` seconds while the body runs. If it is lost
         anyway (Redis restarted, the process stalled past ``ttl``), a warning is logged and
         the body goes on: revisions still refuse a write built on stale data.
         """
-        if not ttl > 0:
-            raise InvalidInputError(f"ttl must be positive, got {ttl!r}", field="ttl")
-        if not timeout >= 0:
-            raise InvalidInputError(
-                f"timeout must not be negative, got {timeout!r}", field="timeout"
-            )
         key = self._key("lease", session_id)
-        ttl_ms = max(1, round(ttl * 1000))
-        token = await self._acquire_lease(session_id, key, ttl_ms, timeout)
-        body_error: Exception | None = None
-        try:
-            async with anyio.create_task_group() as renewals:
-                renewals.start_soon(self._keep_lease, key, token, ttl_ms)
-                try:
-                    yield
-                except Exception as error:
-                    # Re-raised below, outside the task group, so callers get their own
-                    # exception rather than an ExceptionGroup wrapping it.
-                    body_error = error
-                finally:
-                    renewals.cancel_scope.cancel()
-        finally:
-            await self._give_back_lease(key, token)
-        if body_error is not None:
-            raise body_error
+        return TokenLease(
+            session_id=session_id,
+            name=f"lease {key}",
+            take=partial(self._take_lease, key),
+            renew=partial(self._renew_lease, key),
+            give_back=partial(self._give_back_lease, key),
+            logger=logger,
+            renew_errors=(redis_errors.RedisError, OSError),
+            give_back_errors=(redis_errors.RedisError, OSError),
+            give_back_timeout=self._socket_timeout,
+        ).hold(ttl=ttl, timeout=timeout)
 
-    async def _acquire_lease(self, session_id: str, key: str, ttl_ms: int, timeout: float) -> str:
-        token = secrets.token_hex(16)
-        deadline = anyio.current_time() + timeout
-        delay = _LEASE_POLL_FIRST
-        while True:
-            try:
-                with self._mapped_errors("taking a lease"):
-                    granted = await self._client.set(key, token, nx=True, px=ttl_ms)
-            except anyio.get_cancelled_exc_class():
-                # Cancelled while SET was in flight: the lease may be ours without us knowing.
-                await self._give_back_lease(key, token)
-                raise
-            if granted:
-                return token
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise BusyError(
-                    f"session {session_id} is busy: another turn held it for over {timeout:g}s",
-                    session_id=session_id,
-                    timeout=timeout,
-                )
-            # Jitter keeps waiting processes from polling in lockstep.
-            await anyio.sleep(min(delay * (0.5 + random.random() / 2), remaining))
-            delay = min(delay * 2, _LEASE_POLL_MAX)
+    async def _take_lease(self, key: str, token: str, ttl_ms: int) -> bool:
+        with self._mapped_errors("taking a lease"):
+            return bool(await self._client.set(key, token, nx=True, px=ttl_ms))
 
-    async def _keep_lease(self, key: str, token: str, ttl_ms: int) -> None:
-        interval = ttl_ms / 3000
-        while True:
-            await anyio.sleep(interval)
-            try:
-                renewed = await self._renew_lease(keys=[key], args=[token, ttl_ms])
-            except (redis_errors.RedisError, OSError) as error:
-                logger.warning("could not renew lease %s, will retry: %s", key, error)
-                continue
-            if not renewed:
-                logger.warning(
-                    "lease %s expired or was taken over while held; its turn may overlap "
-                    "another, and a stale write will be refused by revision",
-                    key,
-                )
-                return
+    async def _renew_lease(self, key: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._expire_if_held(keys=[key], args=[token, ttl_ms]))
 
     async def _give_back_lease(self, key: str, token: str) -> None:
-        # Shielded so a cancelled turn still frees the session at once; bounded so a dead
-        # server cannot hold the caller: the lease then ends by its ttl.
-        with anyio.move_on_after(self._socket_timeout, shield=True):
-            try:
-                await self._release_lease(keys=[key], args=[token])
-            except (redis_errors.RedisError, OSError) as error:
-                logger.warning("could not release lease %s; it ends by its ttl: %s", key, error)
+        await self._delete_if_held(keys=[key], args=[token])
 
     # -- helpers --------------------------------------------------------------------------
 

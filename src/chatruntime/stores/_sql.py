@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import re
-import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from functools import partial
@@ -42,7 +40,6 @@ from sqlalchemy.pool import StaticPool
 
 from ..models import (
     AgentSpec,
-    BusyError,
     ChatRuntimeError,
     ChatSession,
     ConflictError,
@@ -53,6 +50,7 @@ from ..models import (
     SessionHeader,
     StorageError,
 )
+from ._lease import TokenLease
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
 from ._sql_schema import (
     DEFAULT_TABLE_PREFIX,
@@ -79,8 +77,6 @@ _INITIALIZE_LOCK_TIMEOUT_MS: Final = 60_000
 """How long PostgreSQL ``initialize()`` waits for another process that is migrating."""
 _BEGIN_OPTION: Final = "chatruntime_sqlite_begin"
 _RELEASE_TIMEOUT: Final = 5.0
-_LEASE_POLL_FIRST: Final = 0.01
-_LEASE_POLL_MAX: Final = 0.25
 _HEADER_FIELDS: Final = frozenset(SessionHeader.model_fields)
 _CONTEXT_FIELDS: Final = frozenset(SessionContext.model_fields)
 _ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
@@ -413,14 +409,13 @@ class SqlStore:
 
     # -- leases ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def lease(
+    def lease(
         self,
         session_id: str,
         *,
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
-    ) -> AsyncIterator[None]:
+    ) -> AbstractAsyncContextManager[None]:
         """Hold the session exclusively across processes; see ``SessionStore.lease``.
 
         Waits for another holder by polling with growing, jittered pauses. The lease row is
@@ -428,56 +423,19 @@ class SqlStore:
         process stalled past ``ttl``), a warning is logged and the body goes on: revisions
         still refuse a write built on stale data.
         """
-        if not ttl > 0:
-            raise InvalidInputError(f"ttl must be positive, got {ttl!r}", field="ttl")
-        if not timeout >= 0:
-            raise InvalidInputError(
-                f"timeout must not be negative, got {timeout!r}", field="timeout"
-            )
-        ttl_ms = max(1, round(ttl * 1000))
-        token = await self._acquire_lease(session_id, ttl_ms, timeout)
-        body_error: Exception | None = None
-        try:
-            async with anyio.create_task_group() as renewals:
-                renewals.start_soon(self._keep_lease, session_id, token, ttl_ms)
-                try:
-                    yield
-                except Exception as error:
-                    # Re-raised below, outside the task group, so callers get their own
-                    # exception rather than an ExceptionGroup wrapping it.
-                    body_error = error
-                finally:
-                    renewals.cancel_scope.cancel()
-        finally:
-            await self._give_back_lease(session_id, token)
-        if body_error is not None:
-            raise body_error
+        return TokenLease(
+            session_id=session_id,
+            name=f"the lease of session {session_id}",
+            take=partial(self._take_lease, session_id),
+            renew=partial(self._renew_lease, session_id),
+            give_back=partial(self._give_back_lease, session_id),
+            logger=logger,
+            renew_errors=(Exception,),
+            give_back_errors=(StorageError, RuntimeError),
+            give_back_timeout=_RELEASE_TIMEOUT,
+        ).hold(ttl=ttl, timeout=timeout)
 
-    async def _acquire_lease(self, session_id: str, ttl_ms: int, timeout: float) -> str:
-        token = secrets.token_hex(16)
-        deadline = anyio.current_time() + timeout
-        delay = _LEASE_POLL_FIRST
-        while True:
-            try:
-                granted = await self._try_lease(session_id, token, ttl_ms)
-            except anyio.get_cancelled_exc_class():
-                # Cancelled while the INSERT was in flight: the lease may be ours unknowingly.
-                await self._give_back_lease(session_id, token)
-                raise
-            if granted:
-                return token
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise BusyError(
-                    f"session {session_id} is busy: another turn held it for over {timeout:g}s",
-                    session_id=session_id,
-                    timeout=timeout,
-                )
-            # Jitter keeps waiting processes from polling in lockstep.
-            await anyio.sleep(min(delay * (0.5 + random.random() / 2), remaining))
-            delay = min(delay * 2, _LEASE_POLL_MAX)
-
-    async def _try_lease(self, session_id: str, token: str, ttl_ms: int) -> bool:
+    async def _take_lease(self, session_id: str, token: str, ttl_ms: int) -> bool:
         leases = self._tables.session_leases
         statement = self._insert(leases).values(
             session_id=session_id, token=token, expires_at=db_now_ms() + ttl_ms
@@ -491,50 +449,22 @@ class SqlStore:
             holder = (await conn.execute(statement)).scalar_one_or_none()
         return holder == token
 
-    async def _keep_lease(self, session_id: str, token: str, ttl_ms: int) -> None:
+    async def _renew_lease(self, session_id: str, token: str, ttl_ms: int) -> bool:
         leases = self._tables.session_leases
         renew = (
             sa.update(leases)
             .where(leases.c.session_id == session_id, leases.c.token == token)
             .values(expires_at=db_now_ms() + ttl_ms)
         )
-        while True:
-            await anyio.sleep(ttl_ms / 3000)
-            try:
-                async with self._transaction("renewing a lease", write=True) as conn:
-                    renewed = (await conn.execute(renew)).rowcount == 1
-            except Exception as error:
-                # Best effort: failing here would tear down the turn the lease protects.
-                logger.warning(
-                    "could not renew the lease of session %s, will retry: %s", session_id, error
-                )
-                continue
-            if not renewed:
-                logger.warning(
-                    "the lease of session %s expired or was taken over while held; its turn "
-                    "may overlap another, and a stale write will be refused by revision",
-                    session_id,
-                )
-                return
+        async with self._transaction("renewing a lease", write=True) as conn:
+            return (await conn.execute(renew)).rowcount == 1
 
     async def _give_back_lease(self, session_id: str, token: str) -> None:
         leases = self._tables.session_leases
-        # Shielded so a cancelled turn still frees the session at once; bounded so a dead
-        # server cannot hold the caller: the lease then ends by its ttl.
-        with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
-            try:
-                async with self._transaction("releasing a lease", write=True) as conn:
-                    await conn.execute(
-                        sa.delete(leases).where(
-                            leases.c.session_id == session_id, leases.c.token == token
-                        )
-                    )
-            except (StorageError, RuntimeError) as error:
-                logger.warning(
-                    "could not release the lease of session %s; it ends by its ttl: %s",
-                    session_id,
-                    error,
-                )
+        async with self._transaction("releasing a lease", write=True) as conn:
+            await conn.execute(
+                sa.delete(leases).where(leases.c.session_id == session_id, leases.c.token == token)
+            )
 
     # -- engine and transactions ----------------------------------------------------------
 
