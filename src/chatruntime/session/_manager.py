@@ -23,7 +23,6 @@ from ..models import (
     SESSION_STATUSES,
     AgentNotFoundError,
     ChatSession,
-    CorruptDataError,
     HistoryItem,
     InvalidInputError,
     Message,
@@ -559,12 +558,7 @@ class SessionManager:
     def _raise_if_corrupt(self, session_id: str) -> None:
         record = self._corrupt.get(session_id)
         if record is not None:
-            raise CorruptDataError(
-                f"session {session_id} cannot be read ({record.location}): {record.reason}",
-                session_id=session_id,
-                location=record.location,
-                reason=record.reason,
-            )
+            raise record.error()
 
     async def _lookup(self, session_id: str) -> ChatSession:
         """The cached session, loading one another process created; raises when absent."""

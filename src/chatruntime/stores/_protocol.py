@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..models import AgentSpec, ChatSession, HistoryItem, SessionHeader
+from ..models import AgentSpec, ChatSession, CorruptDataError, HistoryItem, SessionHeader
 
 DEFAULT_LEASE_TTL = 30.0
 """Seconds a session lease lives unless renewed; a crashed holder's lease ends after this."""
@@ -36,6 +36,15 @@ class CorruptRecord:
     session_id: str
     location: str
     reason: str
+
+    def error(self) -> CorruptDataError:
+        """The error that calls naming this session raise (and answer as ``CORRUPT_DATA``)."""
+        return CorruptDataError(
+            f"session {self.session_id} cannot be read ({self.location}): {self.reason}",
+            session_id=self.session_id,
+            location=self.location,
+            reason=self.reason,
+        )
 
 
 @dataclass

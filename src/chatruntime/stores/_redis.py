@@ -284,12 +284,7 @@ class RedisStore:
             return None
         outcome = self._parse_session(session_id, stored, items)
         if isinstance(outcome, CorruptRecord):
-            raise CorruptDataError(
-                f"session {session_id} cannot be read: {outcome.reason}",
-                session_id=session_id,
-                location=outcome.location,
-                reason=outcome.reason,
-            )
+            raise outcome.error()
         return outcome
 
     async def get_revision(self, session_id: str) -> int | None:

@@ -312,12 +312,7 @@ class SqlStore:
             ).all()
         outcome = self._parse_session(row._mapping, [(seq, raw) for seq, raw in item_rows])
         if isinstance(outcome, CorruptRecord):
-            raise CorruptDataError(
-                f"session {session_id} cannot be read: {outcome.reason}",
-                session_id=session_id,
-                location=outcome.location,
-                reason=outcome.reason,
-            )
+            raise outcome.error()
         return outcome
 
     async def get_revision(self, session_id: str) -> int | None:
