@@ -137,6 +137,24 @@ async def test_an_update_after_another_process_wrote_reloads_first(h: Harness) -
     assert (renamed.name, renamed.metadata, renamed.revision) == ("Mine", {"by": "other"}, 2)
 
 
+async def test_refresh_shows_what_another_process_created_changed_and_deleted(
+    h: Harness,
+) -> None:
+    kept = (await h.manager.create_session(h.agent.id, "Kept")).unwrap()
+    doomed = (await h.manager.create_session(h.agent.id, "Doomed")).unwrap()
+    other = SessionManager(h.store, h.agents)
+    (await other.initialize()).unwrap()
+    created = (await other.create_session(h.agent.id, "Created elsewhere")).unwrap()
+    (await other.update_session(kept.id, name="Renamed elsewhere")).unwrap()
+    (await other.delete_session(doomed.id)).unwrap()
+
+    report = (await h.manager.refresh()).unwrap()
+
+    listed = {s.id: s.name for s in (await h.manager.list_sessions()).unwrap()}
+    assert listed == {kept.id: "Renamed elsewhere", created.id: "Created elsewhere"}
+    assert (report.sessions, report.corrupt) == (2, [])
+
+
 async def test_misuse_before_initialize_and_after_close_raises() -> None:
     from chatruntime import AgentManager, MemoryStore
 

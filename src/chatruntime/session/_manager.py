@@ -152,6 +152,30 @@ class SessionManager:
 
         return await guard(load)
 
+    async def refresh(self) -> Result[InitializeReport]:
+        """Reload the cache from the store, to see what other processes created, changed or
+        deleted. (Turns and updates always check the store first; listing does not.)
+
+        A cached session newer than the store's copy (written here while reloading) is kept.
+        """
+
+        async def reload() -> InitializeReport:
+            self._require_open()
+            report = await self.store.load_sessions()
+            loaded = {session.id: session for session in report.sessions}
+            for session_id, cached in list(self._sessions.items()):
+                fresh = loaded.pop(session_id, None)
+                if fresh is None:
+                    if await self.store.get_revision(session_id) is None:
+                        self._sessions.pop(session_id, None)
+                elif fresh.revision >= cached.revision:
+                    self._sessions[session_id] = fresh
+            self._sessions.update(loaded)
+            self._corrupt = {record.session_id: record for record in report.corrupt}
+            return InitializeReport(sessions=len(self._sessions), corrupt=list(report.corrupt))
+
+        return await guard(reload)
+
     async def close(self) -> None:
         """Close the store (a file store folds its journals). Idempotent."""
         if self._state is _State.CLOSED:
