@@ -177,7 +177,14 @@ async def test_switch_to_a_number_not_listed_says_so(chat: Chat) -> None:
 
 
 async def test_switch_to_an_unknown_id_says_so(chat: Chat) -> None:
-    assert await typed(chat, "/switch xyz") == ["no session id starts with 'xyz'"]
+    assert await typed(chat, "/switch wxyz") == ["no session id starts with 'wxyz'"]
+
+
+async def test_short_references_are_list_numbers_never_id_prefixes(chat: Chat) -> None:
+    assert await typed(chat, "/switch abc") == [
+        "type a /list number or at least 4 characters of an id"
+    ]
+    assert await typed(chat, "/switch 70") == ["no session 70: /list shows 1"]
 
 
 async def test_switch_to_an_ambiguous_prefix_asks_for_more(

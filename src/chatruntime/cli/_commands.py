@@ -300,6 +300,10 @@ async def _quit(chat: Chat, argument: str) -> Outcome:
 # -- helpers ------------------------------------------------------------------------------
 
 
+MIN_ID_PREFIX = 4
+"""The fewest characters of an id that name a session (shorter ones are list numbers)."""
+
+
 async def _find(chat: Chat, reference: str) -> tuple[int, ChatSession] | None:
     """The session ``reference`` names (a /list number or an id prefix), or ``None`` after
     saying why there is none."""
@@ -310,7 +314,13 @@ async def _find(chat: Chat, reference: str) -> tuple[int, ChatSession] | None:
     sessions = listing.data
     if reference.isdigit() and 1 <= int(reference) <= len(sessions):
         return int(reference), sessions[int(reference) - 1]
-    # Ids are hex, so digits beyond the list's length may still start one.
+    if len(reference) < MIN_ID_PREFIX:
+        # Short references are list numbers only: "7" must never match an id starting "7".
+        if reference.isdigit():
+            chat.say(f"no session {int(reference)}: /list shows {len(sessions)}")
+        else:
+            chat.say(f"type a /list number or at least {MIN_ID_PREFIX} characters of an id")
+        return None
     prefix = reference.lower()
     matches = [
         (number, session)
@@ -321,8 +331,6 @@ async def _find(chat: Chat, reference: str) -> tuple[int, ChatSession] | None:
         return matches[0]
     if matches:
         chat.say(f"{len(matches)} sessions have ids starting with {reference!r}; type more")
-    elif reference.isdigit():
-        chat.say(f"no session {int(reference)}: /list shows {len(sessions)}")
     else:
         chat.say(f"no session id starts with {reference!r}")
     return None
