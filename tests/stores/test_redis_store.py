@@ -557,7 +557,9 @@ async def test_a_corrupt_header_is_reported_and_left_in_place(
 
     assert [s.id for s in report.sessions] == [good.id]
     assert [(r.session_id, r.location) for r in report.corrupt] == [(bad_id, bad_key)]
-    assert report.corrupt[0].reason.startswith("invalid header: record: Invalid JSON")
+    assert report.corrupt[0].reason.startswith(
+        "invalid header: not valid JSON: key must be a string"
+    )
     with pytest.raises(CorruptDataError) as caught:
         await store.get_session(bad_id)
     assert caught.value.details["location"] == bad_key

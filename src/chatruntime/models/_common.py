@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ._errors import InvalidInputError
@@ -100,13 +100,26 @@ def _valid_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(_valid_name)]
 
 
-def describe_validation_error(error: Exception) -> str:
-    """One readable line per problem of a pydantic ``ValidationError`` ("field: problem")."""
-    errors = getattr(error, "errors", None)
-    if not callable(errors):
-        return str(error)
-    parts = []
-    for problem in errors(include_url=False):
-        where = ".".join(str(part) for part in problem.get("loc", ())) or "value"
-        parts.append(f"{where}: {problem.get('msg', 'invalid')}")
+def describe_validation_error(
+    error: ValidationError, *, limit: int | None = None, root: str = "value"
+) -> str:
+    """One line naming each bad field, e.g. ``name: String should have at least 1 character``.
+
+    Args:
+        error: What pydantic found wrong.
+        limit: List at most this many problems, then say how many more there are.
+        root: The name of a problem with the whole value rather than one field.
+    """
+    problems = error.errors(include_url=False)
+    for problem in problems:
+        if problem["type"] == "json_invalid":
+            detail = str(problem.get("ctx", {}).get("error", ""))
+            return f"not valid JSON: {detail or problem['msg']}"
+    shown = problems if limit is None else problems[:limit]
+    parts = [
+        f"{'.'.join(str(part) for part in problem['loc']) or root}: {problem['msg']}"
+        for problem in shown
+    ]
+    if len(problems) > len(shown):
+        parts.append(f"and {len(problems) - len(shown)} more problems")
     return "; ".join(parts)

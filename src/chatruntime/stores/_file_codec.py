@@ -20,6 +20,7 @@ from ..models import (
     HistoryItem,
     SessionHeader,
     WireModel,
+    describe_validation_error,
 )
 
 _MAX_LISTED_ERRORS = 8
@@ -115,7 +116,9 @@ def decode_record(model: type[RecordT], data: bytes) -> RecordT:
         record = model.model_validate_json(data)
     except ValidationError as error:
         _refuse_newer(_peek_schema_version(data))
-        raise Unreadable(describe_validation_error(error)) from None
+        raise Unreadable(
+            describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="record")
+        ) from None
     _refuse_newer(getattr(record, "schema_version", 0))
     return record
 
@@ -124,22 +127,6 @@ def decode_journal_line(line: bytes) -> JournalEntry:
     entry = decode_record(JournalEntry, line)
     _refuse_newer(entry.header.schema_version)
     return entry
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each bad field, e.g. ``name: String should have at least 1 character``."""
-    problems = error.errors(include_url=False)
-    for problem in problems:
-        if problem["type"] == "json_invalid":
-            detail = str(problem["ctx"].get("error", "")) if "ctx" in problem else ""
-            return f"not valid JSON: {detail or problem['msg']}"
-    parts = [
-        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
-        for problem in problems[:_MAX_LISTED_ERRORS]
-    ]
-    if len(problems) > _MAX_LISTED_ERRORS:
-        parts.append(f"and {len(problems) - _MAX_LISTED_ERRORS} more problems")
-    return "; ".join(parts)
 
 
 def _peek_schema_version(data: bytes) -> int | None:

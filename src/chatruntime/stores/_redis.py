@@ -53,6 +53,7 @@ from ..models import (
     SessionHeader,
     StorageError,
     StoreVersionError,
+    describe_validation_error,
 )
 from . import _redis_scripts as scripts
 from ._lease import TokenLease
@@ -445,7 +446,7 @@ class RedisStore:
         try:
             header = SessionHeader.model_validate_json(raw_header)
         except ValidationError as error:
-            return corrupt(session_key, f"invalid header: {_summarize(error)}")
+            return corrupt(session_key, f"invalid header: {_describe_invalid(error)}")
         if header.id != session_id:
             return corrupt(session_key, f"the header's id is {header.id}")
         if _text(raw_revision) != str(header.revision):
@@ -462,7 +463,7 @@ class RedisStore:
                 history.append(_ITEM_ADAPTER.validate_json(raw_item))
             except ValidationError as error:
                 return corrupt(
-                    history_key, f"invalid item at index {position}: {_summarize(error)}"
+                    history_key, f"invalid item at index {position}: {_describe_invalid(error)}"
                 )
         return ChatSession.from_parts(header, history)
 
@@ -558,7 +559,7 @@ def _parse_agent(agent_id: str, key: str, raw: bytes | str) -> AgentSpec:
     try:
         spec = AgentSpec.model_validate_json(raw)
     except ValidationError as error:
-        reason = f"invalid agent: {_summarize(error)}"
+        reason = f"invalid agent: {_describe_invalid(error)}"
     else:
         if spec.id == agent_id:
             return spec
@@ -578,12 +579,5 @@ def _reply_error(error: Exception, key: str, expected: str) -> str:
     return f"Redis refused to read {key}: {error}"
 
 
-def _summarize(error: ValidationError) -> str:
-    problems = error.errors(include_url=False)
-    parts = [
-        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
-        for problem in problems[:3]
-    ]
-    if len(problems) > 3:
-        parts.append(f"and {len(problems) - 3} more")
-    return "; ".join(parts)
+def _describe_invalid(error: ValidationError) -> str:
+    return describe_validation_error(error, limit=3, root="record")

@@ -49,6 +49,7 @@ from ..models import (
     SessionContext,
     SessionHeader,
     StorageError,
+    describe_validation_error,
 )
 from ._lease import TokenLease
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
@@ -628,7 +629,7 @@ class SqlStore:
             try:
                 spec = AgentSpec.model_validate(raw)
             except ValidationError as error:
-                reason = f"invalid agent: {_summarize(error)}"
+                reason = f"invalid agent: {_describe_invalid(error)}"
             else:
                 if spec.id == agent_id:
                     return spec
@@ -658,7 +659,7 @@ class SqlStore:
             header = SessionHeader.model_validate(fields)
         except ValidationError as error:
             return CorruptRecord(
-                session_id, header_location, f"invalid session: {_summarize(error)}"
+                session_id, header_location, f"invalid session: {_describe_invalid(error)}"
             )
         history: list[HistoryItem] = []
         for seq, raw in items:
@@ -671,7 +672,7 @@ class SqlStore:
                 history.append(_ITEM_ADAPTER.validate_python(raw))
             except ValidationError as error:
                 return CorruptRecord(
-                    session_id, item_location, f"invalid history item: {_summarize(error)}"
+                    session_id, item_location, f"invalid history item: {_describe_invalid(error)}"
                 )
         return ChatSession.from_parts(header, history)
 
@@ -767,12 +768,5 @@ def _is_auth_failure(error: BaseException) -> bool:
     return str(getattr(orig, "sqlstate", "") or "").startswith("28")
 
 
-def _summarize(error: ValidationError) -> str:
-    problems = error.errors(include_url=False)
-    parts = [
-        f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
-        for problem in problems[:3]
-    ]
-    if len(problems) > 3:
-        parts.append(f"and {len(problems) - 3} more")
-    return "; ".join(parts)
+def _describe_invalid(error: ValidationError) -> str:
+    return describe_validation_error(error, limit=3, root="record")
