@@ -127,6 +127,8 @@ class SessionManager:
         self._sessions: dict[str, ChatSession] = {}
         self._corrupt: dict[str, CorruptRecord] = {}
         self._locks = SessionLocks()
+        self._in_flight = 0
+        self._settled = anyio.Event()
         self._model_config: ModelConfig | None = None
         self._own_provider: ModelProvider | None = None
         self._provider_lock = anyio.Lock()
@@ -163,24 +165,28 @@ class SessionManager:
             self._require_open()
             report = await self.store.load_sessions()
             loaded = {session.id: session for session in report.sessions}
-            for session_id, cached in list(self._sessions.items()):
-                fresh = loaded.pop(session_id, None)
-                if fresh is None:
-                    if await self.store.get_revision(session_id) is None:
-                        self._sessions.pop(session_id, None)
-                elif fresh.revision >= cached.revision:
-                    self._sessions[session_id] = fresh
-            self._sessions.update(loaded)
+            for fresh in loaded.values():
+                self._cache(fresh)
+            for session_id in [sid for sid in self._sessions if sid not in loaded]:
+                if await self.store.get_revision(session_id) is None:
+                    self._sessions.pop(session_id, None)
             self._corrupt = {record.session_id: record for record in report.corrupt}
             return InitializeReport(sessions=len(self._sessions), corrupt=list(report.corrupt))
 
         return await guard(reload)
 
     async def close(self) -> None:
-        """Close the store (a file store folds its journals). Idempotent."""
+        """Refuse new calls, wait for turns and updates in flight, then close the store (a
+        file store folds its journals). Idempotent.
+
+        Raises:
+            StorageError: The store failed to flush; what was stored before stays stored.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        while self._in_flight:
+            await self._settled.wait()
         self._sessions.clear()
         provider, self._own_provider = self._own_provider, None
         try:
@@ -332,6 +338,7 @@ class SessionManager:
             require_uuid(session_id, "session_id")
             self._raise_if_corrupt(session_id)
             async with (
+                self._tracked(),
                 self._locks.hold(session_id),
                 self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
             ):
@@ -381,7 +388,8 @@ class SessionManager:
         ``MODEL_ERROR``, ``TOOL_ERROR`` (a tool raised and has no error handler),
         ``MAX_TURNS_EXCEEDED``, ``GUARDRAIL_TRIPPED``, ``TIMEOUT``, ``CANCELLED`` (the run
         cancelled itself), ``BUSY`` or ``STORAGE_ERROR``. When the caller is cancelled the
-        cancellation goes on and nothing is stored.
+        cancellation goes on and nothing is stored, unless the finished turn was already
+        being written: that write is shielded, so the turn is then stored whole.
 
         Args:
             session_id: The session.
@@ -408,7 +416,8 @@ class SessionManager:
         :class:`AgentChanged` events, then exactly one :class:`Done` (the turn is stored;
         it carries the final reply) or :class:`Error` (nothing is stored; the codes are
         those of :meth:`send_message`). Leaving the loop early, closing the iterator or
-        cancelling the consuming task cancels the run and stores nothing.
+        cancelling the consuming task cancels the run and stores nothing (a turn already
+        being written is stored whole, never half).
 
         Args:
             session_id: The session.
@@ -426,15 +435,21 @@ class SessionManager:
         # The turn holds the session's lock and lease, which belong to one task; it runs in
         # its own task so that a consumer that walks away (even without closing this
         # iterator) can end it from wherever the iterator is finalised.
-        worker = asyncio.get_running_loop().create_task(
-            self._stream_turn(session_id, content, timeout, sender)
-        )
+        # It is cancelled through an anyio scope, never Task.cancel(): a raw asyncio cancel
+        # would pierce the shields that keep a store write from being cut in half.
+        scope = anyio.CancelScope()
+
+        async def work() -> None:
+            with scope:
+                await self._stream_turn(session_id, content, timeout, sender)
+
+        worker = asyncio.get_running_loop().create_task(work())
         try:
             async with receiver:
                 async for event in receiver:
                     yield event
         finally:
-            worker.cancel()
+            scope.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([worker])
             # Only a caller's misuse (UsageError) escapes the worker; it is the caller's.
@@ -558,7 +573,13 @@ class SessionManager:
             return dataclasses.replace(self.run_config, model_provider=provider)
         async with self._provider_lock:
             if self._model_config is None:
-                self._model_config = ModelConfig.from_env()
+                try:
+                    self._model_config = ModelConfig.from_env()
+                except ValueError as error:
+                    raise InvalidInputError(
+                        f"the model settings in the environment are invalid: {error}",
+                        field="environment",
+                    ) from None
             if provider is None and self._own_provider is None:
                 # An HTTP client's TLS setup reads certificate files: not on the event loop.
                 self._own_provider = await anyio.to_thread.run_sync(
@@ -579,6 +600,18 @@ class SessionManager:
         if self._state is _State.CLOSED:
             raise UsageError("SessionManager is closed")
 
+    @asynccontextmanager
+    async def _tracked(self) -> AsyncIterator[None]:
+        """Count the body as work in flight, which :meth:`close` waits for."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.set()
+                self._settled = anyio.Event()
+
     def _raise_if_corrupt(self, session_id: str) -> None:
         record = self._corrupt.get(session_id)
         if record is not None:
@@ -588,14 +621,26 @@ class SessionManager:
         """The cached session, loading one another process created; raises when absent."""
         self._require_open()
         require_uuid(session_id, "session_id")
+        return await self._find(session_id)
+
+    async def _find(self, session_id: str) -> ChatSession:
+        """:meth:`_lookup` without the open check, for work that began before :meth:`close`."""
         self._raise_if_corrupt(session_id)
         session = self._sessions.get(session_id)
         if session is None:
-            session = await self.store.get_session(session_id)
-            if session is None:
+            loaded = await self.store.get_session(session_id)
+            if loaded is None:
                 raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
-            self._sessions[session_id] = session
+            session = self._cache(loaded)
         return session
+
+    def _cache(self, loaded: ChatSession) -> ChatSession:
+        """Put a session read from the store into the cache unless the cache has a newer
+        revision (a turn may have committed while the read was in flight); the cached one."""
+        cached = self._sessions.get(loaded.id)
+        if cached is None or cached.revision < loaded.revision:
+            self._sessions[loaded.id] = cached = loaded
+        return cached
 
     @asynccontextmanager
     async def _exclusive(self, session_id: str) -> AsyncIterator[ChatSession]:
@@ -606,10 +651,11 @@ class SessionManager:
         """
         await self._lookup(session_id)
         async with (
+            self._tracked(),
             self._locks.hold(session_id),
             self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
         ):
-            cached = await self._lookup(session_id)
+            cached = await self._find(session_id)
             stored_revision = await self.store.get_revision(session_id)
             if stored_revision is None:
                 self._sessions.pop(session_id, None)
