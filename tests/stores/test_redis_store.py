@@ -429,6 +429,29 @@ def test_a_malformed_url_is_invalid_input(url: str) -> None:
     assert caught.value.details == {"field": "url"}
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:hunter2secret@127.0.0.1:6379/0",
+        "redis://user:hunter2secret@/0",
+        "redis://:hunter2secret@127.0.0.1:notaport/0",
+        "redis://:hunter2secret@127.0.0.1:99999/0",
+        "redis://:hunter2secret@127.0.0.1:0/0",
+        "redis://user:hunter2secret@[::1/0",
+        "unix://user:hunter2secret@",
+        "redis://user:hunter2secret@127.0.0.1/0?socket_timeout=abc",
+        "redis://us@er:hunter2secret@@127.0.0.1:99999/0",
+        "redis://user:hunter2%73ecret@127.0.0.1/0?socket_timeout=abc",
+    ],
+)
+def test_a_malformed_url_never_shows_its_password(url: str) -> None:
+    with pytest.raises(InvalidInputError, match="malformed Redis URL") as caught:
+        RedisStore(url)
+    shown = f"{caught.value} {caught.value.details}"
+    assert "hunter2" not in shown
+    assert ":***@" in shown
+
+
 def test_exactly_one_of_url_client_and_pool_is_needed(redis_url: str) -> None:
     with pytest.raises(InvalidInputError, match="got none"):
         RedisStore()

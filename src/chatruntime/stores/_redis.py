@@ -29,11 +29,12 @@ same way (their scores are last-activity times, so a sweep can also find them by
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from functools import partial
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import redis
@@ -492,25 +493,27 @@ class RedisStore:
 def _pool_from_url(url: str, socket_timeout: float, connect_timeout: float) -> ConnectionPool:
     if not isinstance(url, str):
         raise InvalidInputError(f"url must be a string, got {type(url).__name__}", field="url")
+    # Messages show the URL with its password replaced by "***", as SqlStore's do.
+    shown, password = _redacted(url)
+
+    def malformed(reason: object) -> InvalidInputError:
+        return InvalidInputError(
+            f"malformed Redis URL {shown!r}: {_scrub(str(reason), password)}", field="url"
+        )
+
     try:
         parts = urlsplit(url)
         port = parts.port  # urlsplit checks the port only when asked for it
     except ValueError as error:
-        raise InvalidInputError(f"malformed Redis URL {url!r}: {error}", field="url") from error
+        raise malformed(error) from error
     if port == 0:
-        raise InvalidInputError(f"malformed Redis URL {url!r}: port 0", field="url")
+        raise malformed("port 0")
     if parts.scheme not in _URL_SCHEMES:
-        raise InvalidInputError(
-            f"malformed Redis URL {url!r}: the scheme must be one of "
-            f"{', '.join(s + '://' for s in _URL_SCHEMES)}",
-            field="url",
-        )
+        raise malformed(f"the scheme must be one of {', '.join(s + '://' for s in _URL_SCHEMES)}")
     if parts.scheme == "unix" and not parts.path:
-        raise InvalidInputError(
-            f"malformed Redis URL {url!r}: a unix:// URL needs a socket path", field="url"
-        )
+        raise malformed("a unix:// URL needs a socket path")
     if parts.scheme != "unix" and not parts.hostname:
-        raise InvalidInputError(f"malformed Redis URL {url!r}: no host", field="url")
+        raise malformed("no host")
     try:
         return ConnectionPool.from_url(
             url,
@@ -522,7 +525,35 @@ def _pool_from_url(url: str, socket_timeout: float, connect_timeout: float) -> C
             **_driver_identity(),
         )
     except (ValueError, TypeError) as error:
-        raise InvalidInputError(f"malformed Redis URL {url!r}: {error}", field="url") from error
+        raise malformed(error) from error
+
+
+def _redacted(url: str) -> tuple[str, str]:
+    """``url`` with the password in its user info replaced by ``***``, and that password.
+
+    Parsed by hand, as ``urlsplit`` does it (user info ends at the netloc's last ``@``, the
+    password starts after its first ``:``), so that even a URL ``urlsplit`` rejects is shown
+    without its password.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url, ""
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or not password:
+        return url, ""
+    return f"{scheme}://{user}:***@{host}{tail}", password
+
+
+def _scrub(text: str, password: str) -> str:
+    # Whole occurrences only, as SqlStore does: a password "pass" must not turn "password"
+    # into "***word". The driver sees the password percent-decoded, so both forms go.
+    for secret in {password, unquote(password)} - {""}:
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+        text = re.sub(pattern, "***", text)
+    return text
 
 
 def _driver_identity() -> dict[str, Any]:
