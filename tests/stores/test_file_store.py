@@ -497,6 +497,27 @@ async def test_delete_removes_snapshot_journal_and_lock_file(store: FileStore, r
     assert list((root / "locks").iterdir()) == []
 
 
+async def test_delete_syncs_the_session_directory_after_removing_the_files(
+    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = first_header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    await store.write_session(bumped(h), turn_items(2), expected_revision=0)
+    synced: list[tuple[Path, list[str]]] = []
+    real_fsync_dir = _file_io.fsync_dir
+
+    def spy(path: Path) -> None:
+        synced.append((path, sorted(p.name for p in path.iterdir())))
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(_file_sessions, "fsync_dir", spy, raising=False)
+
+    assert await store.delete_session(SID) is True
+
+    # Synced once both files were gone, so that the delete survives a power cut.
+    assert (root / "sessions" / AID, []) in synced
+
+
 # -- several processes ------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ from ._file_io import (
     Identity,
     append_durably,
     ensure_dir,
+    fsync_dir,
     identity,
     list_dir,
     lock_file,
@@ -320,6 +321,8 @@ class SessionFiles:
             remove(self.snapshot_path(agent_id, session_id))
             remove(self.journal_path(agent_id, session_id))
             self._forget(session_id)
+            # Without this a power cut could bring the deleted session back.
+            fsync_dir(self.snapshot_path(agent_id, session_id).parent)
             deleted = True
             return True
         finally:
