@@ -483,6 +483,70 @@ async def test_get_revision_reads_only_journal_lines_it_has_not_seen(
     assert reads == [(f"{SID}.journal", size)]
 
 
+# -- a failed directory sync ------------------------------------------------------------------
+
+
+def _fail_directory_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(path: Path) -> None:
+        raise _file_io.storage_error("sync directory", path, OSError(5, "Input/output error"))
+
+    monkeypatch.setattr(_file_io, "fsync_dir", fail)
+
+
+async def test_a_create_whose_directory_sync_fails_leaves_nothing_behind(
+    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = str(uuid.uuid4())
+    await store.write_session(first_header(id=other), turn_items(1), expected_revision=None)
+    before = files_under(root / "sessions")
+    h = first_header()
+    with monkeypatch.context() as patched:
+        _fail_directory_syncs(patched)
+        with pytest.raises(StorageError, match="cannot sync directory"):
+            await store.write_session(h, turn_items(1), expected_revision=None)
+
+    assert files_under(root / "sessions") == before
+    assert await store.get_session(SID) is None
+    await store.write_session(h, turn_items(1), expected_revision=None)  # no conflict
+    assert await store.get_revision(SID) == 0
+
+
+async def test_a_new_agent_whose_directory_sync_fails_is_not_saved(
+    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.save_agent(agent_spec())
+    before = files_under(root)
+    spec = agent_spec()
+    with monkeypatch.context() as patched:
+        _fail_directory_syncs(patched)
+        with pytest.raises(StorageError, match="cannot sync directory"):
+            await store.save_agent(spec)
+
+    assert files_under(root) == before
+    assert await store.get_agent(spec.id) is None
+
+
+async def test_a_first_journal_line_whose_directory_sync_fails_is_cut_back(
+    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = first_header()
+    first = turn_items(1)
+    await store.write_session(h, first, expected_revision=None)
+    with monkeypatch.context() as patched:
+        _fail_directory_syncs(patched)
+        with pytest.raises(StorageError, match="cannot sync directory"):
+            await store.write_session(bumped(h), turn_items(2), expected_revision=0)
+
+    assert journal_path(root).read_bytes() == b""
+    assert await store.get_revision(SID) == 0
+    assert await FileStore(root).get_session(SID) == ChatSession.from_parts(h, first)
+    second = turn_items(2)
+    await store.write_session(bumped(h), second, expected_revision=0)
+    assert await FileStore(root).get_session(SID) == ChatSession.from_parts(
+        bumped(h), first + second
+    )
+
+
 # -- deleting -------------------------------------------------------------------------------
 
 

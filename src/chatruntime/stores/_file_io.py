@@ -121,6 +121,10 @@ def write_atomically(path: Path, data: bytes) -> os.stat_result:
 
     Writes a temporary file in the same directory, syncs it, renames it over ``path`` and
     syncs the directory. Returns the stat of the new file.
+
+    If that last directory sync fails where ``path`` did not exist before, the new file is
+    removed again before the error is raised, so a failed create leaves nothing behind. (A
+    replaced file cannot be put back: then the new content stays, not known to be durable.)
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -130,12 +134,19 @@ def write_atomically(path: Path, data: bytes) -> os.stat_result:
             os.fsync(fd)
         finally:
             os.close(fd)
+        created = not os.path.lexists(path)
         os.replace(temporary, path)
     except OSError as error:
         with suppress(OSError):
             os.unlink(temporary)
         raise storage_error("write", path, error) from error
-    fsync_dir(path.parent)
+    try:
+        fsync_dir(path.parent)
+    except StorageError:
+        if created:
+            with suppress(OSError):
+                os.unlink(path)
+        raise
     try:
         return os.stat(path)
     except OSError as error:
@@ -146,7 +157,8 @@ def append_durably(path: Path, data: bytes, *, size_before: int) -> os.stat_resu
     """Append ``data`` to ``path`` (created if absent) and sync it; returns the new stat.
 
     On failure the file is cut back to ``size_before``, so a failed append leaves no partial
-    line behind for the next one to follow.
+    line behind for the next one to follow; that includes a failure of the directory sync
+    that makes a new file's name durable.
     """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -158,17 +170,26 @@ def append_durably(path: Path, data: bytes, *, size_before: int) -> os.stat_resu
             os.fsync(fd)
             stat = os.fstat(fd)
         except OSError as error:
-            with suppress(OSError):
-                os.ftruncate(fd, size_before)
-                os.fsync(fd)
+            _cut_back(fd, size_before)
             raise storage_error("append to", path, error) from error
+        if size_before == 0:
+            # The file may be new, or left empty by a failed first append whose directory
+            # entry was never synced: either way its name must be made durable too.
+            try:
+                fsync_dir(path.parent)
+            except StorageError:
+                _cut_back(fd, size_before)
+                raise
     finally:
         os.close(fd)
-    if size_before == 0:
-        # The file may be new, or left empty by a failed first append whose directory entry
-        # was never synced: either way its name must be made durable too.
-        fsync_dir(path.parent)
     return stat
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Best effort, after a failed append: cut the file back to ``size`` bytes and sync it."""
+    with suppress(OSError):
+        os.ftruncate(fd, size)
+        os.fsync(fd)
 
 
 def truncate_durably(path: Path, size: int) -> None:
