@@ -131,6 +131,26 @@ def test_a_store_url_of_an_unknown_kind_exits_1_with_the_reason() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2secret@localhost:99999/0",
+        "redis://:hunter2secret@localhost:notaport/0",
+        "redis://:hunter2secret@[::1/0",
+        "postgresql+asyncpg://app:hunter2secret@db:99999/chat",
+    ],
+)
+def test_a_store_url_with_a_bad_port_or_host_exits_1_without_its_password(url: str) -> None:
+    out = io.StringIO()
+    assert run(Options(store=url, offline=True), stdin=io.StringIO(), stdout=out) == 1
+    [line] = out.getvalue().splitlines()
+    shown = url.replace(":hunter2secret@", ":***@")
+    assert line.startswith(
+        (f"chatruntime: cannot open store {shown}: ", f"chatruntime: cannot open {shown}")
+    )
+    assert "hunter2secret" not in line
+
+
 # -- options -------------------------------------------------------------------------------
 
 
@@ -193,3 +213,6 @@ def test_store_urls_are_shown_without_their_password() -> None:
         _safe_url("postgresql+asyncpg://app:pw@db/chat") == "postgresql+asyncpg://app:***@db/chat"
     )
     assert _safe_url("sqlite+aiosqlite:///chat.db") == "sqlite+aiosqlite:///chat.db"
+    assert _safe_url("redis://:pw@cache:99999/0") == "redis://:***@cache:99999/0"
+    assert _safe_url("redis://u@x:pw@[::1]:6379/0") == "redis://u@x:***@[::1]:6379/0"
+    assert _safe_url("redis://user@cache/0") == "redis://user@cache/0"

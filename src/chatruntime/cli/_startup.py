@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from agents import RunConfig
@@ -178,12 +177,20 @@ async def _close_provider(provider: ModelProvider | None) -> None:
 
 
 def _safe_url(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with its password replaced by ``***``; never raises.
+
+    Split by hand, as ``urlsplit`` splits (the user info ends at the last ``@`` before the
+    path, the password starts after its first ``:``), but without parsing the port or the
+    host, which ``urlsplit`` rejects with ``ValueError`` when they are malformed: a URL bad
+    enough to fail to open must still be shown, and shown without its password.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}://{user}:***@{host}{tail}"
