@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from agents import Agent
 from agents.testing import ScriptedModel
 
 from chatruntime import AgentManager, ErrorCode, MemoryStore, ToolRegistry
-from chatruntime.models import new_id
+from chatruntime.models import AgentSpec, new_id
 
 pytestmark = pytest.mark.anyio
 
@@ -155,6 +156,55 @@ async def test_handoff_cycles_resolve_to_linked_agents(agents: AgentManager) -> 
     agent_b = await agents.resolve(b.id)
     assert agent_a.handoffs == [agent_b]
     assert agent_b.handoffs == [agent_a]
+
+
+class GatedStore(MemoryStore):
+    """Holds ``get_agent`` of one id until ``release`` is set, saying when it got there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gated: str | None = None
+        self.reached = anyio.Event()
+        self.release = anyio.Event()
+
+    async def get_agent(self, agent_id: str) -> AgentSpec | None:
+        if agent_id == self.gated:
+            self.reached.set()
+            await self.release.wait()
+        return await super().get_agent(agent_id)
+
+
+async def test_resolve_survives_an_update_while_it_reads_the_store() -> None:
+    store = GatedStore()
+    agents = AgentManager(store)
+    b = (await agents.create_agent("B")).unwrap()
+    c = (await agents.create_agent("C")).unwrap()
+    a = (await agents.create_agent("A", handoffs=[c.id, b.id])).unwrap()
+    cached_b = await agents.resolve(b.id)  # found cached while A's graph is built
+    store.gated = c.id
+    resolved: list[Agent[Any]] = []
+
+    async def resolve_a() -> None:
+        resolved.append(await agents.resolve(a.id))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(resolve_a)
+        with anyio.fail_after(5):
+            await store.reached.wait()
+        # Clears the cached agents while the build of A waits for C's spec.
+        (await agents.update_agent(b.id, name="B2")).unwrap()
+        store.release.set()
+
+    [agent_a] = resolved
+    assert agent_a.name == "A"
+    assert [target.name for target in agent_a.handoffs] == ["C", "B"]
+    assert agent_a.handoffs[1] is cached_b
+    # What was built from specs read before the update is not cached.
+    store.gated = None
+    fresh = await agents.resolve(a.id)
+    assert fresh is not agent_a
+    assert [target.name for target in fresh.handoffs] == ["C", "B2"]
+    assert agents.agent_id_of(fresh.handoffs[1]) == b.id
 
 
 async def test_registered_agent_resolves_to_itself(agents: AgentManager) -> None:

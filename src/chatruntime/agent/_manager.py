@@ -58,6 +58,8 @@ class AgentManager:
         self._registered: dict[str, Agent[Any]] = {}
         self._built: dict[str, Agent[Any]] = {}
         self._ids_by_agent: dict[int, str] = {}
+        # Counts the times `_built` was cleared, so a build that saw a clear does not cache.
+        self._generation = 0
 
     # -- code-defined agents --------------------------------------------------------------
 
@@ -198,8 +200,7 @@ class AgentManager:
             return self._registered[agent_id]
         if agent_id in self._built:
             return self._built[agent_id]
-        await self._build_graph(agent_id)
-        return self._built[agent_id]
+        return await self._build_graph(agent_id)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -226,36 +227,54 @@ class AgentManager:
                     f"handoff target {target} is not an agent", agent_id=target
                 )
 
-    async def _build_graph(self, root_id: str) -> None:
+    async def _build_graph(self, root_id: str) -> Agent[Any]:
+        """Build the root's agent and every stored agent reachable from it; return the root.
+
+        The store is awaited meanwhile, and an update or delete may clear ``_built`` then: so
+        the agents are built into a local dict, and agents built before are held by
+        reference from the moment they are found. The result is cached only if nothing was
+        changed during the build, as otherwise it may come from specs that are now outdated.
+        """
+        generation = self._generation
         # Agents may hand off to each other in cycles: build every agent reachable from the
         # root first, then wire the handoffs between the built objects.
         specs: dict[str, AgentSpec] = {}
+        known: dict[str, Agent[Any]] = {}  # registered or built before, as found
         pending = [root_id]
         while pending:
             current = pending.pop()
-            if current in specs or current in self._registered or current in self._built:
+            if current in specs or current in known:
+                continue
+            existing = self._registered.get(current) or self._built.get(current)
+            if existing is not None and current != root_id:
+                known[current] = existing
                 continue
             specs[current] = await self._stored(current)
             pending.extend(specs[current].handoffs)
+        built: dict[str, Agent[Any]] = {}
         for spec in specs.values():
-            agent: Agent[Any] = Agent(
+            built[spec.id] = Agent(
                 name=spec.name,
                 instructions=spec.instructions or None,
                 model=spec.model or self.default_model,
                 model_settings=_model_settings(spec.model_settings),
                 tools=[self.tools.get(name) for name in spec.tools],
             )
-            self._built[spec.id] = agent
-            self._remember(spec.id, agent)
         for spec in specs.values():
-            self._built[spec.id].handoffs = [
-                self._registered.get(target) or self._built[target] for target in spec.handoffs
+            built[spec.id].handoffs = [
+                built.get(target) or known[target] for target in spec.handoffs
             ]
+        if generation == self._generation:
+            for agent_id, agent in built.items():
+                self._built[agent_id] = agent
+                self._remember(agent_id, agent)
+        return built[root_id]
 
     def _remember(self, agent_id: str, agent: Agent[Any]) -> None:
         self._ids_by_agent[id(agent)] = agent_id
 
     def _forget_built(self) -> None:
+        self._generation += 1
         for agent in self._built.values():
             self._ids_by_agent.pop(id(agent), None)
         self._built.clear()
