@@ -54,11 +54,11 @@ from ..models import (
     SessionHeader,
     StorageError,
     StoreVersionError,
-    describe_validation_error,
 )
 from . import _redis_scripts as scripts
 from ._lease import TokenLease
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
+from ._records import describe_invalid, parse_agent
 
 __all__ = ["REDIS_LAYOUT_VERSION", "RedisStore"]
 
@@ -222,7 +222,7 @@ class RedisStore:
         key = self._key("agent", agent_id)
         with self._mapped_errors("reading an agent"):
             raw = await self._client.get(key)
-        return None if raw is None else _parse_agent(agent_id, key, raw)
+        return None if raw is None else parse_agent(agent_id, raw, key)
 
     async def list_agents(self) -> list[AgentSpec]:
         with self._mapped_errors("listing agents"):
@@ -237,7 +237,7 @@ class RedisStore:
                     batch, keys, await self._client.mget(keys), strict=True
                 ):
                     if raw is not None:
-                        specs.append(_parse_agent(agent_id, key, raw))
+                        specs.append(parse_agent(agent_id, raw, key))
         return specs
 
     async def delete_agent(self, agent_id: str) -> bool:
@@ -447,7 +447,7 @@ class RedisStore:
         try:
             header = SessionHeader.model_validate_json(raw_header)
         except ValidationError as error:
-            return corrupt(session_key, f"invalid header: {_describe_invalid(error)}")
+            return corrupt(session_key, f"invalid header: {describe_invalid(error)}")
         if header.id != session_id:
             return corrupt(session_key, f"the header's id is {header.id}")
         if _text(raw_revision) != str(header.revision):
@@ -464,7 +464,7 @@ class RedisStore:
                 history.append(_ITEM_ADAPTER.validate_json(raw_item))
             except ValidationError as error:
                 return corrupt(
-                    history_key, f"invalid item at index {position}: {_describe_invalid(error)}"
+                    history_key, f"invalid item at index {position}: {describe_invalid(error)}"
                 )
         return ChatSession.from_parts(header, history)
 
@@ -586,20 +586,6 @@ def _dump(model: AgentSpec | HistoryItem) -> str:
     return model.model_dump_json(by_alias=True, exclude_none=True)
 
 
-def _parse_agent(agent_id: str, key: str, raw: bytes | str) -> AgentSpec:
-    try:
-        spec = AgentSpec.model_validate_json(raw)
-    except ValidationError as error:
-        reason = f"invalid agent: {_describe_invalid(error)}"
-    else:
-        if spec.id == agent_id:
-            return spec
-        reason = f"the record's id is {spec.id}"
-    raise CorruptDataError(
-        f"agent {agent_id} cannot be read: {reason}", agent_id=agent_id, location=key, reason=reason
-    )
-
-
 def _is_wrong_type(error: Exception) -> bool:
     return str(error).startswith("WRONGTYPE")
 
@@ -608,7 +594,3 @@ def _reply_error(error: Exception, key: str, expected: str) -> str:
     if _is_wrong_type(error):
         return f"{key} is not {expected}"
     return f"Redis refused to read {key}: {error}"
-
-
-def _describe_invalid(error: ValidationError) -> str:
-    return describe_validation_error(error, limit=3, root="record")

@@ -49,10 +49,10 @@ from ..models import (
     SessionContext,
     SessionHeader,
     StorageError,
-    describe_validation_error,
 )
 from ._lease import TokenLease
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
+from ._records import describe_invalid, parse_agent
 from ._sql_schema import (
     DEFAULT_TABLE_PREFIX,
     SqlTables,
@@ -625,21 +625,13 @@ class SqlStore:
         location = f"{self._tables.agents.name} id={agent_id}"
         if isinstance(raw, UndecodableJson):
             reason = f"spec is not valid JSON: {raw.error}"
-        else:
-            try:
-                spec = AgentSpec.model_validate(raw)
-            except ValidationError as error:
-                reason = f"invalid agent: {_describe_invalid(error)}"
-            else:
-                if spec.id == agent_id:
-                    return spec
-                reason = f"the spec's id is {spec.id}"
-        raise CorruptDataError(
-            f"agent {agent_id} cannot be read: {reason}",
-            agent_id=agent_id,
-            location=location,
-            reason=reason,
-        )
+            raise CorruptDataError(
+                f"agent {agent_id} cannot be read: {reason}",
+                agent_id=agent_id,
+                location=location,
+                reason=reason,
+            )
+        return parse_agent(agent_id, raw, location)
 
     def _parse_session(
         self, row: RowMapping, items: list[tuple[int, Any]]
@@ -659,7 +651,7 @@ class SqlStore:
             header = SessionHeader.model_validate(fields)
         except ValidationError as error:
             return CorruptRecord(
-                session_id, header_location, f"invalid session: {_describe_invalid(error)}"
+                session_id, header_location, f"invalid session: {describe_invalid(error)}"
             )
         history: list[HistoryItem] = []
         for seq, raw in items:
@@ -672,7 +664,7 @@ class SqlStore:
                 history.append(_ITEM_ADAPTER.validate_python(raw))
             except ValidationError as error:
                 return CorruptRecord(
-                    session_id, item_location, f"invalid history item: {_describe_invalid(error)}"
+                    session_id, item_location, f"invalid history item: {describe_invalid(error)}"
                 )
         return ChatSession.from_parts(header, history)
 
@@ -766,7 +758,3 @@ def _is_auth_failure(error: BaseException) -> bool:
     # SQLSTATE class 28: invalid authorization specification (wrong user or password).
     orig = getattr(error, "orig", None)
     return str(getattr(orig, "sqlstate", "") or "").startswith("28")
-
-
-def _describe_invalid(error: ValidationError) -> str:
-    return describe_validation_error(error, limit=3, root="record")
