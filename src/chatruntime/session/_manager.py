@@ -532,8 +532,11 @@ class SessionManager:
         """The agent that answered last, so a handoff hands over the conversation, not one
         reply; the session's own agent when that one is unknown here or was deleted."""
         last = current.context.last_agent_id
-        if last and last != current.agent_id and is_uuid(last) and await self.agents.exists(last):
-            return await self.agents.resolve(last)
+        if last and last != current.agent_id and is_uuid(last):
+            # resolve() answers from its cache; asking exists() first would read the store
+            # on every turn after a handoff.
+            with suppress(AgentNotFoundError):
+                return await self.agents.resolve(last)
         return await self.agents.resolve(current.agent_id)
 
     async def _turn_request(self, current: ChatSession, content: str) -> TurnRequest:
