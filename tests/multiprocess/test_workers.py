@@ -20,6 +20,7 @@ from worker import READY
 from worker_processes import SharedStore, Worker, open_fresh_store, open_manager, worker_group
 
 from chatruntime import ChatSession, MessageItem
+from chatruntime.stores import load_all
 
 pytestmark = pytest.mark.anyio
 
@@ -77,7 +78,7 @@ async def test_four_workers_keep_every_session_complete_ordered_and_serial(
     assert ran_concurrently(reports), "the workers did not send at the same time"
 
     async with open_fresh_store(shared_store) as store:
-        loaded = await store.load_sessions()
+        loaded = await load_all(store)
         assert loaded.corrupt == []
         assert sorted(session.id for session in loaded.sessions) == sorted(session_ids)
         for session_id in session_ids:

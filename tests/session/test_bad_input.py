@@ -10,6 +10,7 @@ import pytest
 
 from chatruntime import ErrorCode
 from chatruntime.models import new_id
+from chatruntime.stores import load_all
 from support.managers import Harness, open_harness
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +35,7 @@ async def test_bad_names_are_refused(h: Harness, name: Any, message: str) -> Non
     result = await h.manager.create_session(h.agent.id, name)
     assert result.error is not None
     assert (result.error.code, result.error.message) == (ErrorCode.VALIDATION_ERROR, message)
-    assert (await h.store.load_sessions()).sessions == []
+    assert (await load_all(h.store)).sessions == []
 
 
 async def test_hundred_character_name_is_fine(h: Harness) -> None:
@@ -112,7 +113,7 @@ async def test_bad_user_and_metadata(h: Harness, kwargs: dict[str, Any], message
     assert result.error is not None
     assert result.error.code is ErrorCode.VALIDATION_ERROR
     assert result.error.message.startswith(message)
-    assert (await h.store.load_sessions()).sessions == []
+    assert (await load_all(h.store)).sessions == []
 
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])

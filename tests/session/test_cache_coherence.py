@@ -22,6 +22,7 @@ from chatruntime import (
     TextDelta,
 )
 from chatruntime.models import ChatSession, HistoryItem, SessionHeader
+from chatruntime.stores import Lease
 from support.turns import slow_step
 
 pytestmark = pytest.mark.anyio
@@ -42,16 +43,19 @@ class SlowStore(MemoryStore):
         new_items: Sequence[HistoryItem],
         *,
         expected_revision: int | None,
+        lease: Lease | None = None,
     ) -> None:
         delay, self.write_delay = self.write_delay, 0.0
         if delay:
             self.writing.set()
             await anyio.sleep(delay)
-        await super().write_session(header, new_items, expected_revision=expected_revision)
+        await super().write_session(
+            header, new_items, expected_revision=expected_revision, lease=lease
+        )
 
-    async def get_session(self, session_id: str) -> ChatSession | None:
+    async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
         delay, self.read_delay = self.read_delay, 0.0
-        found = await super().get_session(session_id)
+        found = await super().get_session(session_id, last=last)
         await anyio.sleep(delay)
         return found
 

@@ -50,11 +50,16 @@ def broken_bytes(root: Path) -> dict[str, bytes]:
     }
 
 
-async def test_initialize_loads_four_and_reports_the_two_broken(
+async def test_initialize_reads_nothing_and_check_reports_the_two_broken(
     manager: SessionManager, root: Path
 ) -> None:
-    report = (await manager.initialize()).unwrap()
+    (await manager.initialize()).unwrap()
+    assert (manager.cached_sessions, manager.corrupt_sessions) == (0, [])
+    seen: list[tuple[int, int]] = []
+    report = (await manager.check(progress=lambda done, total: seen.append((done, total)))).unwrap()
+    assert seen == [(n, 6) for n in range(1, 7)]
     assert report.sessions == 4
+    assert sorted(r.session_id for r in manager.corrupt_sessions) == [TRUNCATED, INVALID]
     reported = {record.session_id: record for record in report.corrupt}
     assert sorted(reported) == [TRUNCATED, INVALID]
     assert reported[TRUNCATED].location == str(root / "sessions" / AGENT_B / f"{TRUNCATED}.json")
@@ -70,8 +75,8 @@ async def test_the_four_sessions_answer_with_their_original_values(
     (await manager.initialize()).unwrap()
     by_agent_a = (await manager.get_sessions_by_agent(AGENT_A)).unwrap()
     by_agent_b = (await manager.get_sessions_by_agent(AGENT_B)).unwrap()
-    assert [s.id for s in by_agent_a] == [WEATHER, PLAIN]
-    assert [s.id for s in by_agent_b] == [EMPTY, TRIAGE]
+    assert [s.id for s in by_agent_a.sessions] == [WEATHER, PLAIN]
+    assert [s.id for s in by_agent_b.sessions] == [EMPTY, TRIAGE]
     triage = (await manager.get_session(TRIAGE)).unwrap()
     assert (triage.name, triage.status, triage.context.last_agent_id) == (
         "Triage",

@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from chatruntime import ChatSession, ErrorCode, SessionManager
+from chatruntime import ErrorCode, SessionManager, SessionPage
 from chatruntime.models import MessageItem, new_id
 from support.managers import Harness, open_harness
 
@@ -65,8 +65,8 @@ async def test_list_is_most_recent_activity_first_and_filters(h: Harness) -> Non
     await anyio.sleep(0.003)
     third = (await h.manager.create_session(h.agent.id, "third", user_id="alice")).unwrap()
 
-    def ids(sessions: list[ChatSession]) -> list[str]:
-        return [s.id for s in sessions]
+    def ids(page: SessionPage) -> list[str]:
+        return [s.id for s in page.sessions]
 
     assert ids((await h.manager.list_sessions()).unwrap()) == [third.id, second.id, first.id]
     assert ids((await h.manager.get_sessions_by_agent(h.agent.id)).unwrap()) == [
@@ -112,7 +112,7 @@ async def test_recent_messages_are_the_last_items(h: Harness) -> None:
     session = (await h.manager.create_session(h.agent.id, "Chat")).unwrap()
     current = await h.manager._lookup(session.id)
     items = [MessageItem(role="user", content=f"m{i}") for i in range(60)]
-    await h.manager._commit(current, h.manager._next_header(current), items)
+    await h.store.write_session(h.manager._next_header(current.session), items, expected_revision=0)
     default = (await h.manager.get_recent_messages(session.id)).unwrap()
     three = (await h.manager.get_recent_messages(session.id, limit=3)).unwrap()
     assert [i.text for i in default if isinstance(i, MessageItem)] == [
@@ -148,11 +148,14 @@ async def test_refresh_shows_what_another_process_created_changed_and_deleted(
     (await other.update_session(kept.id, name="Renamed elsewhere")).unwrap()
     (await other.delete_session(doomed.id)).unwrap()
 
-    report = (await h.manager.refresh()).unwrap()
+    assert (await h.manager.refresh()).unwrap() is None
 
-    listed = {s.id: s.name for s in (await h.manager.list_sessions()).unwrap()}
+    assert h.manager.cached_sessions == 0
+    listed = {s.id: s.name for s in (await h.manager.list_sessions()).unwrap().sessions}
     assert listed == {kept.id: "Renamed elsewhere", created.id: "Created elsewhere"}
-    assert (report.sessions, report.corrupt) == (2, [])
+    assert (await h.manager.get_session(kept.id)).unwrap().name == "Renamed elsewhere"
+    gone = await h.manager.get_session(doomed.id)
+    assert gone.error is not None and gone.error.code is ErrorCode.SESSION_NOT_FOUND
 
 
 async def test_misuse_before_initialize_and_after_close_raises() -> None:

@@ -23,6 +23,7 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 
 from chatruntime import AgentManager, ErrorCode, MemoryStore, OfflineModelProvider, SessionManager
 from chatruntime.models import HistoryItem, SessionHeader
+from chatruntime.stores import Lease
 from support.turns import (
     STORE_KINDS,
     TurnHarness,
@@ -241,11 +242,14 @@ class SlowWriteStore(MemoryStore):
         new_items: Sequence[HistoryItem],
         *,
         expected_revision: int | None,
+        lease: Lease | None = None,
     ) -> None:
         if expected_revision is not None:
             self.writing.set()
             await anyio.sleep(0.2)
-        await super().write_session(header, new_items, expected_revision=expected_revision)
+        await super().write_session(
+            header, new_items, expected_revision=expected_revision, lease=lease
+        )
 
 
 async def test_a_cancellation_during_the_write_lands_after_it() -> None:

@@ -40,6 +40,7 @@ from chatruntime.stores import (
     _file_codec,
     _file_io,
     _file_sessions,
+    load_all,
 )
 from support.factories import T0, agent_spec, bumped, header, turn_items
 
@@ -87,6 +88,10 @@ def journal_lines(root: Path, session_id: str = SID, agent_id: str = AID) -> lis
     return [json.loads(line) for line in text.splitlines()]
 
 
+def folders_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.is_dir())
+
+
 def files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file())
 
@@ -94,6 +99,19 @@ def files_under(folder: Path) -> list[Path]:
 def pretty(value: dict[str, Any]) -> str:
     """How the TypeScript original writes a record: 2-space indent, no trailing newline."""
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def ours(record: dict[str, Any]) -> str:
+    """How this store writes a session: the header as the original does, then ``history``
+    last, one compact item per line."""
+    head = pretty({key: value for key, value in record.items() if key != "history"})
+    lines = [
+        json.dumps(item, ensure_ascii=False, separators=(",", ":")) for item in record["history"]
+    ]
+    if not lines:
+        return head[: -len("\n}")] + ',\n  "history": []\n}'
+    body = ",\n".join(f"    {line}" for line in lines)
+    return head[: -len("\n}")] + ',\n  "history": [\n' + body + "\n  ]\n}"
 
 
 def wire_items(items: list[Any]) -> list[dict[str, Any]]:
@@ -122,7 +140,7 @@ ZERO_CONTEXT = {
 # -- the files on disk ----------------------------------------------------------------------
 
 
-async def test_create_writes_the_whole_session_as_indented_camel_case_json(
+async def test_create_writes_the_header_indented_and_one_history_item_per_line(
     store: FileStore, root: Path
 ) -> None:
     h = first_header(metadata={"topic": "weather"})
@@ -177,7 +195,7 @@ async def test_create_writes_the_whole_session_as_indented_camel_case_json(
             },
         ],
     }
-    assert snapshot_path(root).read_text(encoding="utf-8") == pretty(expected)
+    assert snapshot_path(root).read_text(encoding="utf-8") == ours(expected)
     assert not journal_path(root).exists()
     assert sorted(p.name for p in (root / "sessions" / AID).iterdir()) == [f"{SID}.json"]
 
@@ -245,7 +263,7 @@ async def test_close_folds_the_journal_into_the_snapshot(root: Path) -> None:
 
     assert not journal_path(root).exists()
     expected = ChatSession.from_parts(h2, first + second + third).to_wire()
-    assert snapshot_path(root).read_text(encoding="utf-8") == pretty(expected)
+    assert snapshot_path(root).read_text(encoding="utf-8") == ours(expected)
     assert (expected["revision"], expected["name"], expected["status"]) == (2, "Renamed", "paused")
 
 
@@ -397,7 +415,7 @@ async def test_a_damaged_journal_line_makes_the_session_corrupt_and_untouched(
         damaged,
         snapshot,
     )
-    report = await fresh.load_sessions()
+    report = await load_all(fresh)
     assert report.sessions == []
     assert report.corrupt == [
         CorruptRecord(SID, str(journal_path(root)), raised.value.details["reason"])
@@ -550,7 +568,9 @@ async def test_a_first_journal_line_whose_directory_sync_fails_is_cut_back(
 # -- deleting -------------------------------------------------------------------------------
 
 
-async def test_delete_removes_snapshot_journal_and_lock_file(store: FileStore, root: Path) -> None:
+async def test_delete_removes_snapshot_and_journal_and_leaves_no_file_behind(
+    store: FileStore, root: Path
+) -> None:
     h = first_header()
     await store.write_session(h, turn_items(1), expected_revision=None)
     await store.write_session(bumped(h), turn_items(2), expected_revision=0)
@@ -558,7 +578,7 @@ async def test_delete_removes_snapshot_journal_and_lock_file(store: FileStore, r
     assert await store.delete_session(SID) is True
 
     assert list((root / "sessions" / AID).iterdir()) == []
-    assert list((root / "locks").iterdir()) == []
+    assert folders_in(root) == ["agents", "sessions"]
 
 
 async def test_delete_syncs_the_session_directory_after_removing_the_files(
@@ -712,23 +732,24 @@ async def test_writer_processes_sharing_a_folder_are_serialised(root: Path) -> N
 # -- leases -----------------------------------------------------------------------------------
 
 
-LEASE_HOLDER = """
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("holding", flush=True)
-time.sleep(120)
+LEASE_HOLDER = f"""
+import sys, anyio
+from chatruntime.stores import FileStore
+
+async def main() -> None:
+    async with FileStore(sys.argv[1]).lease("{SID}"):
+        print("holding", flush=True)
+        await anyio.sleep(120)
+
+anyio.run(main)
 """
 
 
 @pytest.fixture
 def lease_holder(root: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the lease of ``SID``, until the test kills it."""
-    (root / "leases").mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-c", LEASE_HOLDER, str(root / "leases" / f"{SID}.lock")],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", LEASE_HOLDER, str(root)], stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     try:
@@ -757,10 +778,24 @@ async def test_a_lease_held_by_another_process_is_busy_until_it_dies(
             pass
 
 
-async def test_a_released_lease_leaves_no_file(store: FileStore, root: Path) -> None:
-    async with store.lease(SID, timeout=1):
-        assert (root / "leases" / f"{SID}.lock").exists()
-    assert list((root / "leases").iterdir()) == []
+async def test_leases_and_turns_create_no_files(store: FileStore, root: Path) -> None:
+    h = first_header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    await store.write_session(bumped(h), turn_items(2), expected_revision=0)
+    before = files_under(root)
+
+    for revision in (1, 2):
+        async with store.lease(SID, timeout=1) as lease:
+            await store.write_session(
+                h.model_copy(update={"revision": revision + 1}),
+                turn_items(3),
+                expected_revision=revision,
+                lease=lease,
+            )
+        async with store.lease(str(uuid.uuid4()), timeout=1):
+            pass
+
+    assert files_under(root) == before
 
 
 async def test_leases_of_two_stores_in_one_process_exclude_each_other(root: Path) -> None:
@@ -824,7 +859,7 @@ async def test_ids_that_are_not_uuids_are_rejected(
         await store.save_agent(forged_agent)
 
     assert sorted(os.listdir(tmp_path)) == ["store"]
-    assert files_under(root) == []
+    assert files_under(root / "sessions") == files_under(root / "agents") == []
 
 
 async def test_files_that_are_not_sessions_are_left_alone(store: FileStore, root: Path) -> None:
@@ -845,7 +880,7 @@ async def test_files_that_are_not_sessions_are_left_alone(store: FileStore, root
         path.write_bytes(data)
     (root / "sessions" / AID / str(uuid.uuid4())).mkdir()
 
-    report = await store.load_sessions()
+    report = await load_all(store)
     assert ([s.id for s in report.sessions], report.corrupt) == ([SID], [])
     assert await store.list_agents() == []
     await store.write_session(bumped(h), turn_items(2), expected_revision=0)
@@ -871,7 +906,7 @@ async def test_a_snapshot_of_a_newer_version_is_refused_and_kept(
     )
 
     fresh = FileStore(root)
-    report = await fresh.load_sessions()
+    report = await load_all(fresh)
     assert report.corrupt == [CorruptRecord(SID, str(snapshot_path(root)), reason)]
     with pytest.raises(StoreVersionError) as raised:
         await fresh.get_session(SID)
@@ -890,7 +925,7 @@ async def test_a_snapshot_under_the_wrong_name_is_corrupt(store: FileStore, root
     other = str(uuid.uuid4())
     snapshot_path(root).rename(snapshot_path(root, other))
 
-    report = await FileStore(root).load_sessions()
+    report = await load_all(FileStore(root))
 
     assert report.sessions == []
     assert report.corrupt == [
@@ -912,7 +947,7 @@ async def test_a_session_in_two_agent_folders_reports_the_second_copy(
     copy.parent.mkdir()
     shutil.copy(snapshot_path(root, SID, first_agent), copy)
 
-    report = await FileStore(root).load_sessions()
+    report = await load_all(FileStore(root))
 
     assert [s.agent_id for s in report.sessions] == [first_agent]
     assert report.corrupt == [
@@ -941,7 +976,7 @@ async def test_a_create_that_cannot_make_its_folder_fails_and_stores_nothing(
     )
     assert raised.value.details["errno"] == "ENOTDIR"
     assert await store.get_session(SID) is None
-    assert (await store.load_sessions()).sessions == []
+    assert (await load_all(store)).sessions == []
 
 
 async def test_an_update_that_cannot_reach_its_journal_fails_and_changes_nothing(
@@ -1079,7 +1114,7 @@ def cortex_files(root: Path) -> dict[str, bytes]:
 async def test_cortex_sessions_load_exactly(cortex_root: Path) -> None:
     store = FileStore(cortex_root)
     await store.initialize()
-    by_id = {s.id: s for s in (await store.load_sessions()).sessions}
+    by_id = {s.id: s for s in (await load_all(store)).sessions}
     assert sorted(by_id) == [PLAIN, WEATHER, TRIAGE, EMPTY]
 
     plain = by_id[PLAIN]
@@ -1211,7 +1246,7 @@ async def test_cortex_sessions_load_exactly(cortex_root: Path) -> None:
     empty = by_id[EMPTY]
     assert (empty.name, empty.status, empty.history) == ("x" * 100, "completed", [])
 
-    again = {s.id: s for s in (await FileStore(cortex_root).load_sessions()).sessions}
+    again = {s.id: s for s in (await load_all(FileStore(cortex_root))).sessions}
     assert again == by_id  # filled ids and timestamps are the same on every load
 
 
@@ -1221,7 +1256,7 @@ async def test_cortex_broken_sessions_are_reported_with_path_and_reason(
     store = FileStore(cortex_root)
     await store.initialize()
 
-    report = await store.load_sessions()
+    report = await load_all(store)
 
     assert report.corrupt == [
         CorruptRecord(

@@ -1,6 +1,8 @@
 """What ``RedisStore`` does beyond the contract: its keys, indexes, leases and failures.
 
 Runs against the session's throwaway Redis server; each test gets its own key prefix.
+Listing, tail reads and connection pools are specified in ``test_redis_listing.py``,
+``test_redis_pool.py``; the layout upgrade in ``test_redis_upgrade.py``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import re
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -27,16 +30,20 @@ from chatruntime.models import (
     InvalidInputError,
     MessageItem,
     SessionContext,
+    SessionHeader,
     StorageError,
     StoreVersionError,
     new_id,
     now_ms,
 )
-from chatruntime.stores import CorruptRecord, RedisStore
+from chatruntime.stores import CorruptRecord, RedisStore, load_all
+from chatruntime.stores import _redis_scripts as scripts
 from support.factories import T0, agent_spec, bumped, header, turn_items
 from support.services import start_redis
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 # Without an explicit version redis-py reads package metadata for every new connection,
 # which the blocking-call detector rightly flags when it happens inside the store.
@@ -79,6 +86,39 @@ async def keys_under(raw: Redis, prefix: str) -> set[str]:
     return {name async for name in raw.scan_iter(match=f"{prefix}*")}
 
 
+async def commands_sent(raw: Redis, action: Awaitable[T]) -> tuple[T, list[str], list[str]]:
+    """What ``action`` returned, and the commands other clients sent Redis meanwhile and
+    those their scripts ran, as MONITOR shows them."""
+    end = f"end-{uuid.uuid4().hex}"
+    async with raw.monitor() as monitor:
+        result = await action
+        await raw.echo(end)
+        seen: list[dict[str, Any]] = []
+        while (entry := await monitor.next_command())["command"] != f"ECHO {end}":
+            seen.append(entry)
+    ours = (entry["client_address"], entry["client_port"])
+    others = [e for e in seen if (e["client_address"], e["client_port"]) != ours]
+    sent = [e["command"] for e in others if e.get("client_type") != "lua"]
+    by_scripts = [e["command"] for e in others if e.get("client_type") == "lua"]
+    return result, sent, by_scripts
+
+
+async def snapshot(raw: Redis, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` with its value and expiry (``DUMP`` would also show the
+    order of a hash's buckets, which a read may change)."""
+    readers = {
+        "string": raw.get,
+        "hash": raw.hgetall,
+        "list": lambda name: raw.lrange(name, 0, -1),
+        "zset": lambda name: raw.zrange(name, 0, -1, withscores=True),
+    }
+    found: dict[str, Any] = {}
+    for name in await keys_under(raw, prefix):
+        kind = await raw.type(name)
+        found[name] = (kind, await readers[kind](name), await raw.pexpiretime(name))
+    return found
+
+
 # -- keys and values ------------------------------------------------------------------------
 
 
@@ -90,23 +130,29 @@ async def test_created_session_is_a_header_hash_a_history_list_and_index_entries
     await store.write_session(h, items, expected_revision=None)
 
     stored = await raw.hgetall(key(prefix, "session", h.id))
-    assert set(stored) == {"revision", "header", "agentId", "userId"}
-    assert (stored["revision"], stored["agentId"], stored["userId"]) == ("0", h.agent_id, "user-1")
+    assert set(stored) == {"revision", "header", "agentId", "userId", "status"}
+    assert (stored["revision"], stored["agentId"], stored["userId"], stored["status"]) == (
+        "0",
+        h.agent_id,
+        "user-1",
+        "active",
+    )
     assert json.loads(stored["header"]) == wire(h)
     history = await raw.lrange(key(prefix, "history", h.id), 0, -1)
     assert [json.loads(element) for element in history] == [wire(item) for item in items]
-    assert await raw.zrange(key(prefix, "sessions"), 0, -1, withscores=True) == [(h.id, T0)]
-    agent_index = key(prefix, "agent_sessions", h.agent_id)
-    assert await raw.zrange(agent_index, 0, -1, withscores=True) == [(h.id, T0)]
-    user_index = key(prefix, "user_sessions", "user-1")
-    assert await raw.zrange(user_index, 0, -1, withscores=True) == [(h.id, T0)]
+    indexes = [
+        key(prefix, "sessions"),
+        key(prefix, "agent_sessions", h.agent_id),
+        key(prefix, "user_sessions", "user-1"),
+        key(prefix, "status_sessions", "active"),
+    ]
+    for index in indexes:
+        assert await raw.zrange(index, 0, -1, withscores=True) == [(h.id, T0)]
     assert await keys_under(raw, prefix) == {
         key(prefix, "schema"),
         key(prefix, "session", h.id),
         key(prefix, "history", h.id),
-        key(prefix, "sessions"),
-        agent_index,
-        user_index,
+        *indexes,
     }
 
 
@@ -187,25 +233,24 @@ async def test_agents_are_json_strings_indexed_by_creation_time(
 # -- indexes --------------------------------------------------------------------------------
 
 
-async def test_changing_agent_and_user_moves_the_session_between_indexes(
+async def test_changing_user_and_status_moves_the_session_between_indexes(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
     h = header(user_id="alice")
     await store.write_session(h, [], expected_revision=None)
-    new_agent = new_id()
-    moved = bumped(
-        h, agent_id=new_agent, user_id="bob", context=SessionContext(last_activity=T0 + 7)
-    )
+    moved = bumped(h, user_id="bob", status="paused", context=SessionContext(last_activity=T0 + 7))
     await store.write_session(moved, [], expected_revision=0)
 
-    assert await raw.exists(key(prefix, "agent_sessions", h.agent_id)) == 0
     assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.exists(key(prefix, "status_sessions", "active")) == 0
     for index in (
-        key(prefix, "agent_sessions", new_agent),
+        key(prefix, "agent_sessions", h.agent_id),
         key(prefix, "user_sessions", "bob"),
+        key(prefix, "status_sessions", "paused"),
         key(prefix, "sessions"),
     ):
         assert await raw.zrange(index, 0, -1, withscores=True) == [(h.id, T0 + 7)]
+    assert await raw.hget(key(prefix, "session", h.id), "status") == "paused"
 
 
 async def test_removing_the_user_drops_the_session_from_the_user_index(
@@ -219,16 +264,37 @@ async def test_removing_the_user_drops_the_session_from_the_user_index(
     assert await raw.zrange(key(prefix, "agent_sessions", h.agent_id), 0, -1) == [h.id]
 
 
+async def test_a_write_naming_another_agent_is_refused_and_leaves_the_indexes(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header(user_id="alice")
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    before = await snapshot(raw, prefix)
+    other_agent = new_id()
+
+    with pytest.raises(InvalidInputError) as caught:
+        await store.write_session(bumped(h, agent_id=other_agent), [], expected_revision=0)
+
+    assert caught.value.details == {
+        "session_id": h.id,
+        "agent_id": other_agent,
+        "stored_agent_id": h.agent_id,
+    }
+    assert await snapshot(raw, prefix) == before
+
+
 async def test_a_refused_write_leaves_header_history_and_indexes_as_they_were(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
     h = header(user_id="alice")
     await store.write_session(h, turn_items(1), expected_revision=None)
-    before = {name: await raw.dump(name) for name in await keys_under(raw, prefix)}
+    before = await snapshot(raw, prefix)
 
     with pytest.raises(ConflictError) as caught:
         await store.write_session(
-            bumped(h, user_id="bob", agent_id=new_id()), turn_items(2), expected_revision=5
+            h.model_copy(update={"revision": 6, "user_id": "bob", "status": "paused"}),
+            turn_items(2),
+            expected_revision=5,
         )
 
     assert caught.value.details == {
@@ -239,7 +305,7 @@ async def test_a_refused_write_leaves_header_history_and_indexes_as_they_were(
     assert caught.value.message == (
         f"session {h.id} is at revision 0, not 5: reload it and try again"
     )
-    assert {name: await raw.dump(name) for name in await keys_under(raw, prefix)} == before
+    assert await snapshot(raw, prefix) == before
 
 
 async def test_update_of_a_missing_session_says_it_no_longer_exists(store: RedisStore) -> None:
@@ -252,7 +318,7 @@ async def test_delete_removes_header_history_and_every_index_entry(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
     kept = header(user_id="alice")
-    gone = header(user_id="alice", agent_id=kept.agent_id)
+    gone = header(user_id="alice", agent_id=kept.agent_id, expires_at=now_ms() + 3_600_000)
     await store.write_session(kept, [], expected_revision=None)
     await store.write_session(gone, turn_items(1), expected_revision=None)
 
@@ -264,8 +330,10 @@ async def test_delete_removes_header_history_and_every_index_entry(
         key(prefix, "sessions"),
         key(prefix, "agent_sessions", kept.agent_id),
         key(prefix, "user_sessions", "alice"),
+        key(prefix, "status_sessions", "active"),
     ):
         assert await raw.zrange(index, 0, -1) == [kept.id]
+    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
 
 
 async def test_repeating_a_stored_write_succeeds_without_writing_twice(
@@ -284,46 +352,178 @@ async def test_repeating_a_stored_write_succeeds_without_writing_twice(
         await store.write_session(h1, turn_items(3), expected_revision=0)
 
 
-async def test_load_sessions_lists_the_most_recently_active_first(store: RedisStore) -> None:
-    older = header(context=SessionContext(last_activity=T0))
-    newer = header(context=SessionContext(last_activity=T0 + 1))
-    await store.write_session(older, [], expected_revision=None)
-    await store.write_session(newer, [], expected_revision=None)
-    report = await store.load_sessions()
-    assert [s.id for s in report.sessions] == [newer.id, older.id]
+async def test_a_scan_yields_every_session_once_a_batch_at_a_time(store: RedisStore) -> None:
+    # More sessions than a scan batch, and than Redis keeps in a compact sorted set.
+    made = [header() for _ in range(160)]
+    async with anyio.create_task_group() as group:
+        for h in made:
+            group.start_soon(partial(store.write_session, h, turn_items(1), expected_revision=None))
+
+    scanned = [found async for found in store.scan_sessions()]
+
+    assert sorted(s.id for s in scanned if isinstance(s, ChatSession)) == sorted(h.id for h in made)
+    assert all(isinstance(s, ChatSession) and len(s.history) == 4 for s in scanned)
+
+
+async def test_a_scan_skips_index_entries_whose_session_is_gone(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    await raw.zadd(key(prefix, "sessions"), {new_id(): T0})
+    assert [s.id async for s in store.scan_sessions()] == [h.id]
+
+
+# -- tail reads -----------------------------------------------------------------------------
+
+
+async def test_a_tail_read_is_one_script_that_reads_only_the_tail(
+    store: RedisStore, prefix: str, raw: Redis
+) -> None:
+    h, items = header(), turn_items(1) + turn_items(2)
+    await store.write_session(h, items, expected_revision=None)
+    session_key, history_key = key(prefix, "session", h.id), key(prefix, "history", h.id)
+
+    read, sent, by_scripts = await commands_sent(raw, store.get_session(h.id, last=3))
+
+    assert read == ChatSession.from_parts(h, items[-3:])
+    assert [command.split()[0] for command in sent] == ["EVALSHA"]
+    assert [c for c in by_scripts if c.startswith(("LRANGE", "HMGET"))] == [
+        f"HMGET {session_key} revision header",
+        f"LRANGE {history_key} -3 -1",
+    ]
+
+
+async def test_a_tail_read_does_not_read_a_corrupt_item_before_the_tail(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    items = turn_items(1)
+    await store.write_session(h, items, expected_revision=None)
+    await raw.lset(key(prefix, "history", h.id), 0, "{not json")
+    assert await store.get_session(h.id, last=3) == ChatSession.from_parts(h, items[1:])
+    with pytest.raises(CorruptDataError):
+        await store.get_session(h.id)
+
+
+async def test_a_corrupt_item_in_the_tail_is_reported_at_its_place_in_the_history(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1) + turn_items(2), expected_revision=None)
+    history_key = key(prefix, "history", h.id)
+    await raw.lset(history_key, 6, '{"type": "bogus"}')
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_session(h.id, last=3)
+    assert caught.value.details["location"] == history_key
+    assert caught.value.details["reason"].startswith("invalid item at index 6: ")
+
+
+@pytest.mark.parametrize("last", [-1, True, 2.0])
+async def test_a_tail_of_a_negative_or_non_integer_length_is_invalid(
+    store: RedisStore, last: Any
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        await store.get_session(new_id(), last=last)
+    assert caught.value.details == {"field": "last"}
 
 
 # -- expiry ---------------------------------------------------------------------------------
 
 
-async def test_expires_at_becomes_the_keys_expiry_and_clearing_it_persists_them(
+async def test_expires_at_becomes_the_keys_expiry_and_is_tracked_for_the_indexes(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
     expires_at = now_ms() + 3_600_000
-    h = header(expires_at=expires_at)
+    h = header(expires_at=expires_at, user_id="alice")
     await store.write_session(h, turn_items(1), expected_revision=None)
     session_key, history_key = key(prefix, "session", h.id), key(prefix, "history", h.id)
     assert await raw.pexpiretime(session_key) == expires_at
     assert await raw.pexpiretime(history_key) == expires_at
+    assert await raw.zrange(key(prefix, "expiring"), 0, -1, withscores=True) == [(h.id, expires_at)]
+    owners = await raw.hget(key(prefix, "expiring_indexes"), h.id)
+    assert json.loads(owners) == [h.agent_id, "alice", "active"]
 
-    await store.write_session(bumped(h, expires_at=None), [], expected_revision=0)
-    assert await raw.pttl(session_key) == -1
-    assert await raw.pttl(history_key) == -1
 
-
-async def test_an_expired_session_is_gone_and_pruned_from_the_index(
+async def test_clearing_expires_at_persists_the_keys_and_stops_tracking_them(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
-    kept = header()
-    expiring = header(expires_at=now_ms() + 150)
+    h = header(expires_at=now_ms() + 3_600_000)
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    await store.write_session(bumped(h, expires_at=None), [], expected_revision=0)
+    assert await raw.pttl(key(prefix, "session", h.id)) == -1
+    assert await raw.pttl(key(prefix, "history", h.id)) == -1
+    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
+
+
+async def expire(raw: Redis, prefix: str, *headers: SessionHeader) -> None:
+    """Make Redis expire these sessions now, as it would at their ``expires_at``."""
+    for h in headers:
+        for name in (key(prefix, "session", h.id), key(prefix, "history", h.id)):
+            await raw.pexpire(name, 1)
+        await raw.zadd(key(prefix, "expiring"), {h.id: now_ms() - 1})
+    await anyio.sleep(0.01)
+
+
+async def test_an_expired_session_leaves_every_index_at_the_next_listing(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    kept = header(user_id="alice")
+    expiring = header(user_id="alice", agent_id=kept.agent_id, expires_at=now_ms() + 60_000)
     await store.write_session(kept, [], expected_revision=None)
     await store.write_session(expiring, turn_items(1), expected_revision=None)
-    await anyio.sleep(0.3)
+    await expire(raw, prefix, expiring)
 
     assert await store.get_session(expiring.id) is None
-    report = await store.load_sessions()
-    assert [s.id for s in report.sessions] == [kept.id]
-    assert await raw.zrange(key(prefix, "sessions"), 0, -1) == [kept.id]
+    assert [s.id for s in (await store.list_sessions()).sessions] == [kept.id]
+    for index in (
+        key(prefix, "sessions"),
+        key(prefix, "agent_sessions", kept.agent_id),
+        key(prefix, "user_sessions", "alice"),
+        key(prefix, "status_sessions", "active"),
+    ):
+        assert await raw.zrange(index, 0, -1) == [kept.id]
+    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
+
+
+async def test_expired_sessions_beyond_one_sweep_are_neither_listed_nor_counted(
+    store: RedisStore, raw: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scripts, "SWEEP_BUDGET", 1)
+    agent = new_id()
+    kept = header(agent_id=agent, context=SessionContext(last_activity=T0))
+    expiring = [
+        header(
+            agent_id=agent,
+            expires_at=now_ms() + 60_000,
+            context=SessionContext(last_activity=T0 + 1),
+        )
+        for _ in range(4)
+    ]
+    for h in [kept, *expiring]:
+        await store.write_session(h, [], expected_revision=None)
+    await expire(raw, prefix, *expiring)
+
+    assert await store.count_sessions() == 1
+    assert [s.id for s in (await store.list_sessions(agent_id=agent)).sessions] == [kept.id]
+    assert await store.count_sessions() == 1
+
+
+async def test_a_session_created_again_after_expiring_keeps_no_index_entry_of_before(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    before = header(user_id="alice", status="paused", expires_at=now_ms() + 60_000)
+    await store.write_session(before, turn_items(1), expected_revision=None)
+    await expire(raw, prefix, before)
+    again = header(id=before.id, agent_id=before.agent_id, user_id="bob")
+
+    await store.write_session(again, [], expected_revision=None)
+
+    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.exists(key(prefix, "status_sessions", "paused")) == 0
+    assert await raw.zrange(key(prefix, "user_sessions", "bob"), 0, -1) == [before.id]
+    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
+    assert await store.get_session(before.id) == ChatSession.from_parts(again, [])
 
 
 # -- leases ---------------------------------------------------------------------------------
@@ -407,6 +607,98 @@ async def test_a_cancelled_waiter_leaves_the_holders_lease_alone(
         async with store.lease(session_id, timeout=5):
             pytest.fail("granted while held")
     assert await raw.get(lease_key) == "holder"
+
+
+async def test_taking_a_lease_reads_the_stored_revision_in_the_same_step(
+    store: RedisStore,
+) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    await store.write_session(bumped(h), [], expected_revision=0)
+    async with store.lease(h.id, timeout=1) as lease:
+        assert (lease.revision_known, lease.revision) == (True, 1)
+        assert re.fullmatch(r"[0-9a-f]{32}", lease.token)
+    async with store.lease(new_id(), timeout=1) as missing:
+        assert (missing.revision_known, missing.revision) == (True, None)
+
+
+async def test_a_lease_on_an_unreadable_revision_leaves_it_to_the_revision_read(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    session_id = new_id()
+    await raw.hset(key(prefix, "session", session_id), mapping={"revision": "x"})
+    async with store.lease(session_id, timeout=1) as lease:
+        assert lease.revision_known is False
+        with pytest.raises(CorruptDataError):
+            await store.get_revision(session_id)
+
+
+async def test_a_write_under_the_lease_gives_it_back_in_the_same_step(
+    store: RedisStore, raw: Redis, prefix: str, redis_url: str
+) -> None:
+    h = header()
+    lease_key = key(prefix, "lease", h.id)
+    other = RedisStore(redis_url, key_prefix=prefix)
+    async with store.lease(h.id, timeout=1) as lease:
+        await store.write_session(h, turn_items(1), expected_revision=None, lease=lease)
+        assert lease.released is True
+        assert await raw.exists(lease_key) == 0
+        async with other.lease(h.id, timeout=0) as taken:
+            assert taken.revision == 0
+            held_by_other = await raw.get(lease_key)
+        # Leaving the first lease's block must not touch what another holder took since.
+        await raw.set(lease_key, "another-holder", px=60_000)
+    await other.close()
+    assert held_by_other == taken.token
+    assert await raw.get(lease_key) == "another-holder"
+
+
+async def test_a_write_under_a_lease_another_holder_took_is_refused_as_busy(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    before = await snapshot(raw, prefix)
+    lease_key = key(prefix, "lease", h.id)
+    async with store.lease(h.id, timeout=1) as lease:
+        # This holder stalled past its ttl; another process was granted the lease.
+        await raw.set(lease_key, "another-holder", px=60_000)
+        with pytest.raises(BusyError) as caught:
+            await store.write_session(bumped(h), turn_items(2), expected_revision=0, lease=lease)
+        assert lease.released is False
+    assert caught.value.details == {"session_id": h.id}
+    assert "taken over by another holder" in caught.value.message
+    assert await raw.get(lease_key) == "another-holder"
+    await raw.delete(lease_key)
+    assert await snapshot(raw, prefix) == before
+
+
+async def test_a_write_under_a_lease_that_expired_untaken_is_stored(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    async with store.lease(h.id, timeout=1) as lease:
+        await raw.delete(key(prefix, "lease", h.id))
+        await store.write_session(bumped(h), turn_items(1), expected_revision=0, lease=lease)
+    assert await store.get_revision(h.id) == 1
+
+
+async def test_a_turn_costs_two_commands_lease_and_write(store: RedisStore, raw: Redis) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    async with store.lease(h.id, timeout=1):
+        pass  # every script the turn runs is loaded, the connection open
+
+    async def turn() -> None:
+        async with store.lease(h.id, timeout=1) as lease:
+            assert lease.revision == 0
+            await store.write_session(bumped(h), turn_items(2), expected_revision=0, lease=lease)
+
+    _, sent, _ = await commands_sent(raw, turn())
+
+    assert [command.split()[0] for command in sent] == ["EVALSHA", "EVALSHA"]
+    assert await store.get_revision(h.id) == 1
 
 
 # -- initialize and bad input ---------------------------------------------------------------
@@ -510,23 +802,23 @@ async def test_initialize_records_the_layout_version_once(
     fresh = RedisStore(redis_url, key_prefix=prefix)
     await fresh.initialize()
     await fresh.initialize()
-    assert await raw.get(key(prefix, "schema")) == "1"
+    assert await raw.get(key(prefix, "schema")) == "2"
     await fresh.close()
 
 
 async def test_data_from_a_newer_version_is_refused(
     redis_url: str, raw: Redis, prefix: str
 ) -> None:
-    await raw.set(key(prefix, "schema"), "2")
+    await raw.set(key(prefix, "schema"), "3")
     newer = RedisStore(redis_url, key_prefix=prefix)
     with pytest.raises(StoreVersionError, match="newer chatruntime") as caught:
         await newer.initialize()
     assert caught.value.details == {
         "location": key(prefix, "schema"),
-        "found": 2,
-        "supported": 1,
+        "found": 3,
+        "supported": 2,
     }
-    assert await raw.get(key(prefix, "schema")) == "2"
+    assert await raw.get(key(prefix, "schema")) == "3"
     await newer.close()
 
 
@@ -576,7 +868,7 @@ async def test_a_corrupt_header_is_reported_and_left_in_place(
     await raw.hset(bad_key, mapping={"revision": "0", "header": "{not json"})
     await raw.zadd(key(prefix, "sessions"), {bad_id: 1})
 
-    report = await store.load_sessions()
+    report = await load_all(store)
 
     assert [s.id for s in report.sessions] == [good.id]
     assert [(r.session_id, r.location) for r in report.corrupt] == [(bad_id, bad_key)]
@@ -597,7 +889,7 @@ async def test_a_corrupt_history_item_is_reported_with_its_position(
     history_key = key(prefix, "history", h.id)
     await raw.rpush(history_key, '{"type": "bogus"}')
 
-    report = await store.load_sessions()
+    report = await load_all(store)
 
     assert report.sessions == []
     assert report.corrupt == [
@@ -618,12 +910,25 @@ async def test_a_session_key_of_the_wrong_type_is_corrupt(
     session_key = key(prefix, "session", session_id)
     await raw.set(session_key, "not a hash")
     await raw.zadd(key(prefix, "sessions"), {session_id: 1})
-    report = await store.load_sessions()
+    report = await load_all(store)
     assert report.corrupt == [
         CorruptRecord(session_id, session_key, f"{session_key} is not a hash")
     ]
     with pytest.raises(CorruptDataError):
         await store.get_revision(session_id)
+
+
+async def test_a_history_key_of_the_wrong_type_is_corrupt(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    history_key = key(prefix, "history", h.id)
+    await raw.set(history_key, "not a list")
+    report = await load_all(store)
+    assert report.corrupt == [CorruptRecord(h.id, history_key, f"{history_key} is not a list")]
+    with pytest.raises(CorruptDataError):
+        await store.get_session(h.id, last=2)
 
 
 async def test_a_corrupt_agent_is_corrupt_data(store: RedisStore, raw: Redis, prefix: str) -> None:

@@ -27,16 +27,18 @@ from chatruntime.models import (
     ChatSession,
     ConflictError,
     CorruptDataError,
+    HistoryItem,
     InvalidInputError,
     MessageItem,
     ReasoningItem,
     SessionContext,
+    SessionHeader,
     StorageError,
     StoreVersionError,
     new_id,
 )
-from chatruntime.stores import CorruptRecord, SqlStore, _sql_schema
-from support.factories import agent_spec, bumped, header, turn_items
+from chatruntime.stores import CorruptRecord, SqlStore, _sql, _sql_schema, load_all
+from support.factories import T0, agent_spec, bumped, header, turn_items
 from support.services import wrong_password_url
 from support.stores import postgres_schema, postgres_search_path
 
@@ -134,6 +136,7 @@ async def test_a_created_session_is_one_row_plus_one_row_per_item(store: SqlStor
         "total_handoffs": 0,
         "last_agent_id": None,
         "expires_at": None,
+        "item_count": 4,
     }
     assert as_json(session["metadata"]) == {"topic": "weather"}
     assert as_json(session["state"]) == {}
@@ -170,8 +173,15 @@ async def test_a_turn_inserts_rows_after_the_last_and_never_rewrites_earlier_one
     assert [r["seq"] for r in stored] == list(range(8))
     assert as_json(stored[0]["item"])["content"] == "edited in place"
     assert [as_json(r["item"]) for r in stored[4:]] == [item.to_wire() for item in second]
-    [session] = await rows(store, "SELECT revision, total_messages, last_activity FROM {p}sessions")
-    assert session == {"revision": 1, "total_messages": 4, "last_activity": h.updated_at + 9}
+    [session] = await rows(
+        store, "SELECT revision, total_messages, last_activity, item_count FROM {p}sessions"
+    )
+    assert session == {
+        "revision": 1,
+        "total_messages": 4,
+        "last_activity": h.updated_at + 9,
+        "item_count": 8,
+    }
 
 
 async def first_item(store: SqlStore, session_id: str) -> dict[str, Any]:
@@ -276,7 +286,22 @@ async def test_agents_are_rows_with_their_spec_as_json(store: SqlStore) -> None:
 # -- schema and migrations ------------------------------------------------------------------
 
 
-async def test_initialize_creates_the_tables_and_indexes_and_records_version_1(
+LISTING_INDEXES = {
+    (f"{PREFIX}sessions_recent", ("last_activity", "id")),
+    (f"{PREFIX}sessions_agent_recent", ("agent_id", "last_activity", "id")),
+    (f"{PREFIX}sessions_user_recent", ("user_id", "last_activity", "id")),
+    (f"{PREFIX}sessions_status_recent", ("status", "last_activity", "id")),
+}
+
+
+async def session_indexes(store: SqlStore) -> set[tuple[str, tuple[str, ...]]]:
+    assert store.engine is not None
+    async with store.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(f"{PREFIX}sessions"))
+    return {(i["name"], tuple(i["column_names"])) for i in indexes}
+
+
+async def test_initialize_creates_the_tables_and_indexes_and_records_version_2(
     store: SqlStore,
 ) -> None:
     await store.initialize()  # again: nothing changes
@@ -287,15 +312,68 @@ async def test_initialize_creates_the_tables_and_indexes_and_records_version_1(
         f"{PREFIX}history_items",
         f"{PREFIX}session_leases",
     }
-    assert await rows(store, "SELECT * FROM {p}meta") == [{"key": "schema_version", "value": "1"}]
-    assert store.engine is not None
-    async with store.engine.connect() as conn:
-        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(f"{PREFIX}sessions"))
-    assert {(i["name"], tuple(i["column_names"])) for i in indexes} == {
-        (f"{PREFIX}sessions_agent_id", ("agent_id",)),
-        (f"{PREFIX}sessions_user_id", ("user_id",)),
-        (f"{PREFIX}sessions_last_activity", ("last_activity",)),
-    }
+    assert await rows(store, "SELECT * FROM {p}meta") == [{"key": "schema_version", "value": "2"}]
+    assert await session_indexes(store) == LISTING_INDEXES
+
+
+async def write_version_1_database(
+    database: Database, sessions: list[tuple[SessionHeader, list[HistoryItem]]]
+) -> None:
+    """A database as schema version 1 (chatruntime 0.1) left it, holding ``sessions``."""
+    engine = create_async_engine(database.url, **database.engine_kwargs)
+    v1 = _sql_schema._v1_tables(PREFIX)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(v1.metadata.create_all)
+            await conn.execute(sa.insert(v1.meta).values(key="schema_version", value="1"))
+            for h, items in sessions:
+                row = h.model_dump(mode="json", exclude={"context"})
+                row.update(h.context.model_dump(mode="json"))
+                await conn.execute(sa.insert(v1.sessions).values(row))
+                for seq, item in enumerate(items):
+                    await conn.execute(
+                        sa.insert(v1.history_items).values(
+                            session_id=h.id, seq=seq, type=item.type, item=item.to_wire()
+                        )
+                    )
+    finally:
+        await engine.dispose()
+
+
+async def test_a_version_1_database_is_upgraded_in_place_and_reads_as_before(
+    database: Database,
+) -> None:
+    talked = header(context=SessionContext(last_activity=T0 + 1))
+    quiet = header(user_id="u", context=SessionContext(last_activity=T0 + 2))
+    said = turn_items(1) + turn_items(2)
+    await write_version_1_database(database, [(talked, said), (quiet, [])])
+    store = database.store()
+    await store.initialize()
+    try:
+        assert await rows(store, "SELECT value FROM {p}meta") == [{"value": "2"}]
+        # Backfilled from the item rows: the next item of each session goes after its last.
+        assert await rows(store, "SELECT id, item_count FROM {p}sessions ORDER BY item_count") == [
+            {"id": quiet.id, "item_count": 0},
+            {"id": talked.id, "item_count": 8},
+        ]
+        assert await session_indexes(store) == LISTING_INDEXES
+        assert await store.get_session(talked.id) == ChatSession.from_parts(talked, said)
+        assert (await store.list_sessions()).sessions == [quiet, talked]
+        assert [s.id for s in (await store.list_sessions(user_id="u")).sessions] == [quiet.id]
+
+        third = turn_items(3)
+        await store.write_session(bumped(talked), third, expected_revision=0)
+        stored = await rows(
+            store,
+            "SELECT seq FROM {p}history_items WHERE session_id = :id ORDER BY seq",
+            id=talked.id,
+        )
+        assert [r["seq"] for r in stored] == list(range(12))
+        tail = await store.get_session(talked.id, last=4)
+        assert tail is not None
+        assert tail.history == third
+    finally:
+        await store.close()
 
 
 async def test_a_table_prefix_keeps_two_stores_apart_in_one_database(
@@ -312,8 +390,8 @@ async def test_a_table_prefix_keeps_two_stores_apart_in_one_database(
             "app_history_items",
             "app_session_leases",
         }
-        assert (await store.load_sessions()).sessions == []
-        assert len((await other.load_sessions()).sessions) == 1
+        assert (await load_all(store)).sessions == []
+        assert len((await load_all(other)).sessions) == 1
     finally:
         await other.close()
 
@@ -338,7 +416,7 @@ async def test_an_older_database_is_upgraded_by_the_missing_migrations_once(
         await new.initialize()
         await new.initialize()
         assert ran == [PREFIX]
-        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "2"}]
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "3"}]
         assert await rows(new, "SELECT count(*) AS n FROM {p}marker") == [{"n": 0}]
         assert await new.get_session(h.id) == ChatSession.from_parts(h, items)
     finally:
@@ -365,7 +443,7 @@ async def test_a_failed_migration_leaves_the_database_at_its_old_version(
         assert "no_such_table" in caught.value.message
         monkeypatch.undo()
         await new.initialize()
-        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "1"}]
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "2"}]
         assert f"{PREFIX}half_done" not in await table_names(new)
     finally:
         await new.close()
@@ -382,10 +460,10 @@ async def test_a_database_of_a_newer_version_is_refused(
     finally:
         await newer.close()
     assert caught.value.message.startswith(
-        "database schema version 3 is newer than this chatruntime supports (1): "
+        "database schema version 3 is newer than this chatruntime supports (2): "
         "upgrade chatruntime ("
     )
-    assert caught.value.details == {"found": 3, "supported": 1, "location": f"{PREFIX}meta"}
+    assert caught.value.details == {"found": 3, "supported": 2, "location": f"{PREFIX}meta"}
 
 
 async def test_a_version_that_is_not_a_number_is_corrupt(
@@ -409,7 +487,7 @@ async def test_concurrent_initialize_of_a_new_database_creates_it_once(
             for each in stores:
                 tg.start_soon(each.initialize)
         assert await rows(stores[0], "SELECT * FROM {p}meta") == [
-            {"key": "schema_version", "value": "1"}
+            {"key": "schema_version", "value": "2"}
         ]
     finally:
         for each in stores:
@@ -431,7 +509,7 @@ async def test_an_invalid_item_row_is_reported_and_left_as_it_is(store: SqlStore
         id=bad.id,
     )
 
-    report = await store.load_sessions()
+    report = await load_all(store)
 
     assert [s.id for s in report.sessions] == [good.id]
     [record] = report.corrupt
@@ -460,7 +538,7 @@ async def test_an_invalid_session_row_is_reported(store: SqlStore) -> None:
     await store.write_session(h, [], expected_revision=None)
     await rows(store, "UPDATE {p}sessions SET status = 'archived' WHERE id = :id", id=h.id)
 
-    report = await store.load_sessions()
+    report = await load_all(store)
 
     assert report.sessions == []
     assert [(r.session_id, r.location) for r in report.corrupt] == [
@@ -476,7 +554,7 @@ async def test_item_text_that_is_not_json_is_reported(tmp_path: Path) -> None:
         h = header()
         await store.write_session(h, turn_items(1), expected_revision=None)
         await rows(store, "UPDATE {p}history_items SET item = '{{oops' WHERE seq = 1")
-        assert (await store.load_sessions()).corrupt == [
+        assert (await load_all(store)).corrupt == [
             CorruptRecord(
                 h.id,
                 f"{PREFIX}history_items session_id={h.id} seq=1",
@@ -692,7 +770,7 @@ async def test_an_in_memory_database_serves_concurrent_calls(tmp_path: Path) -> 
         async with anyio.create_task_group() as tg:
             for h in headers:
                 tg.start_soon(create_and_read, h)
-        loaded = await store.load_sessions()
+        loaded = await load_all(store)
         assert sorted(s.name for s in loaded.sessions) == sorted(h.name for h in headers)
     finally:
         await store.close()
@@ -705,7 +783,7 @@ async def test_an_in_memory_database_starts_empty_after_close(tmp_path: Path) ->
     await store.close()
     await store.initialize()
     try:
-        assert (await store.load_sessions()).sessions == []
+        assert (await load_all(store)).sessions == []
     finally:
         await store.close()
 
@@ -741,51 +819,167 @@ def test_without_sqlalchemy_the_import_error_names_the_extra() -> None:
         from chatruntime.stores import SqlStore  # noqa: F401
 
 
-# -- leases ---------------------------------------------------------------------------------
+# -- leases as file locks (SQLite) ----------------------------------------------------------
 
 
-async def test_an_expired_lease_of_a_dead_holder_is_taken_over(store: SqlStore) -> None:
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    await opened.initialize()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def sizes(*paths: Path) -> list[int]:
+    return [path.stat().st_size if path.exists() else -1 for path in paths]
+
+
+async def test_a_sqlite_lease_locks_a_file_beside_the_database_and_writes_nothing(
+    tmp_path: Path, sqlite_store: SqlStore
+) -> None:
+    h = header()
+    await sqlite_store.write_session(h, turn_items(1), expected_revision=None)
+    database = [tmp_path / "chat.db", tmp_path / "chat.db-wal"]
+    before = sizes(*database)
+    for _ in range(20):
+        async with sqlite_store.lease(h.id, timeout=1) as lease:
+            assert (lease.session_id, lease.token, lease.released) == (h.id, "", False)
+    assert sizes(*database) == before
+    assert (tmp_path / "chat.db-leases").stat().st_size == 0
+    assert await rows(sqlite_store, "SELECT * FROM {p}session_leases") == []
+
+
+async def test_two_sqlite_stores_in_one_process_exclude_each_other(
+    tmp_path: Path, sqlite_store: SqlStore
+) -> None:
+    other = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    await other.initialize()
+    session_id = new_id()
+    try:
+        async with sqlite_store.lease(session_id, timeout=1):
+            with anyio.fail_after(5), pytest.raises(BusyError):
+                async with other.lease(session_id, timeout=0.2):
+                    pytest.fail("the lease was granted while another store held it")
+        with anyio.fail_after(5):
+            async with other.lease(session_id, timeout=0):
+                pass
+    finally:
+        await other.close()
+
+
+async def test_leases_of_two_table_prefixes_in_one_sqlite_database_are_independent(
+    tmp_path: Path, sqlite_store: SqlStore
+) -> None:
+    other = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}", table_prefix="app_")
+    await other.initialize()
+    session_id = new_id()
+    try:
+        with anyio.fail_after(5):
+            async with (
+                sqlite_store.lease(session_id, timeout=0),
+                other.lease(session_id, timeout=0),
+            ):
+                pass
+    finally:
+        await other.close()
+
+
+async def test_an_in_memory_database_leases_without_a_lock_file(tmp_path: Path) -> None:
+    store = SqlStore("sqlite+aiosqlite://")
+    await store.initialize()
+    session_id = new_id()
+    refused: list[BusyError] = []
+
+    async def contender() -> None:
+        try:
+            async with store.lease(session_id, timeout=0.1):
+                pytest.fail("the lease was granted while another caller held it")
+        except BusyError as error:
+            refused.append(error)
+
+    try:
+        async with store.lease(session_id, timeout=1), anyio.create_task_group() as tg:
+            tg.start_soon(contender)
+    finally:
+        await store.close()
+    assert [e.details for e in refused] == [{"session_id": session_id, "timeout": 0.1}]
+    assert [path async for path in anyio.Path(tmp_path).iterdir()] == []
+
+
+# -- leases as rows (PostgreSQL; SQLite where file locks are missing) ----------------------
+
+
+@pytest.fixture(params=["postgres", "sqlite-rows"])
+async def row_leases(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Database]:
+    """A database whose stores keep leases as rows (SQLite as on a platform without
+    open-file-description locks)."""
+    if request.param == "sqlite-rows":
+        monkeypatch.setattr(_sql, "FILE_LOCKS_AVAILABLE", False)
+        yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with postgres_schema(url) as schema:
+            yield Database("postgres", url, postgres_search_path(schema))
+
+
+@pytest.fixture
+async def row_store(row_leases: Database) -> AsyncIterator[SqlStore]:
+    opened = row_leases.store()
+    await opened.initialize()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_an_expired_lease_of_a_dead_holder_is_taken_over(row_store: SqlStore) -> None:
     session_id = new_id()
     await rows(
-        store,
+        row_store,
         "INSERT INTO {p}session_leases VALUES (:id, 'dead-holder', :expired)",
         id=session_id,
         expired=now_ms() - 1_000,
     )
     with anyio.fail_after(5):
-        async with store.lease(session_id, ttl=30, timeout=0):
-            [row] = await rows(store, "SELECT * FROM {p}session_leases")
+        async with row_store.lease(session_id, ttl=30, timeout=0):
+            [row] = await rows(row_store, "SELECT * FROM {p}session_leases")
             assert row["token"] != "dead-holder"
             assert row["expires_at"] > now_ms() + 25_000
-    assert await rows(store, "SELECT * FROM {p}session_leases") == []
+    assert await rows(row_store, "SELECT * FROM {p}session_leases") == []
 
 
-async def test_a_live_lease_of_another_holder_is_busy(store: SqlStore) -> None:
+async def test_a_live_lease_of_another_holder_is_busy(row_store: SqlStore) -> None:
     session_id = new_id()
     await rows(
-        store,
+        row_store,
         "INSERT INTO {p}session_leases VALUES (:id, 'other-holder', :later)",
         id=session_id,
         later=now_ms() + 60_000,
     )
     with anyio.fail_after(5), pytest.raises(BusyError) as caught:
-        async with store.lease(session_id, timeout=0.2):
+        async with row_store.lease(session_id, timeout=0.2):
             pytest.fail("the lease was granted while another holder had it")
     assert caught.value.details == {"session_id": session_id, "timeout": 0.2}
-    assert [r["token"] for r in await rows(store, "SELECT * FROM {p}session_leases")] == [
+    assert [r["token"] for r in await rows(row_store, "SELECT * FROM {p}session_leases")] == [
         "other-holder"
     ]
 
 
-async def test_a_held_lease_is_renewed_past_its_ttl(database: Database, store: SqlStore) -> None:
+async def test_a_held_lease_is_renewed_past_its_ttl(
+    row_leases: Database, row_store: SqlStore
+) -> None:
     session_id = new_id()
-    other = database.store()
+    other = row_leases.store()
     await other.initialize()
     try:
-        async with store.lease(session_id, ttl=0.3, timeout=1):
-            [first] = await rows(store, "SELECT expires_at FROM {p}session_leases")
+        async with row_store.lease(session_id, ttl=0.3, timeout=1):
+            [first] = await rows(row_store, "SELECT expires_at FROM {p}session_leases")
             await anyio.sleep(0.6)
-            [later] = await rows(store, "SELECT expires_at FROM {p}session_leases")
+            [later] = await rows(row_store, "SELECT expires_at FROM {p}session_leases")
             assert later["expires_at"] > first["expires_at"]
             with pytest.raises(BusyError):
                 async with other.lease(session_id, timeout=0):
@@ -794,22 +988,118 @@ async def test_a_held_lease_is_renewed_past_its_ttl(database: Database, store: S
         await other.close()
 
 
-async def test_release_deletes_only_the_holders_own_lease_row(store: SqlStore) -> None:
+async def test_release_deletes_only_the_holders_own_lease_row(row_store: SqlStore) -> None:
     session_id = new_id()
-    async with store.lease(session_id, timeout=1):
+    async with row_store.lease(session_id, timeout=1):
         # As if the lease had expired and another process had taken it meanwhile.
-        await rows(store, "UPDATE {p}session_leases SET token = 'successor'")
-    assert [r["token"] for r in await rows(store, "SELECT * FROM {p}session_leases")] == [
+        await rows(row_store, "UPDATE {p}session_leases SET token = 'successor'")
+    assert [r["token"] for r in await rows(row_store, "SELECT * FROM {p}session_leases")] == [
         "successor"
     ]
 
 
-async def test_a_cancelled_body_releases_the_lease(store: SqlStore) -> None:
+async def test_a_cancelled_body_releases_the_lease(row_store: SqlStore) -> None:
     session_id = new_id()
     with anyio.move_on_after(0.2):
-        async with store.lease(session_id, timeout=1):
+        async with row_store.lease(session_id, timeout=1):
             await anyio.sleep_forever()
-    assert await rows(store, "SELECT * FROM {p}session_leases") == []
+    assert await rows(row_store, "SELECT * FROM {p}session_leases") == []
+
+
+@pytest.fixture
+async def postgres_store(postgres_url: str) -> AsyncIterator[SqlStore]:
+    async with postgres_schema(postgres_url) as schema:
+        opened = SqlStore(postgres_url, engine_kwargs=postgres_search_path(schema))
+        await opened.initialize()
+        try:
+            yield opened
+        finally:
+            await opened.close()
+
+
+async def test_taking_a_postgres_lease_reads_the_revision_in_the_same_statement(
+    postgres_store: SqlStore,
+) -> None:
+    h = header()
+    await postgres_store.write_session(h, [], expected_revision=None)
+    await postgres_store.write_session(bumped(h), turn_items(1), expected_revision=0)
+    async with postgres_store.lease(h.id, timeout=1) as lease:
+        assert (lease.revision_known, lease.revision) == (True, 1)
+        [row] = await rows(postgres_store, "SELECT session_id, token FROM {p}session_leases")
+        assert row == {"session_id": h.id, "token": lease.token}
+    async with postgres_store.lease(new_id(), timeout=1) as missing:
+        assert (missing.revision_known, missing.revision) == (True, None)
+
+
+async def test_a_postgres_lease_granted_as_the_holders_write_commits_reads_its_revision(
+    postgres_store: SqlStore,
+) -> None:
+    h = header()
+    await postgres_store.write_session(h, [], expected_revision=None)
+    await rows(
+        postgres_store,
+        "INSERT INTO {p}session_leases VALUES (:id, 'holder', :later)",
+        id=h.id,
+        later=now_ms() + 60_000,
+    )
+    granted: list[tuple[bool, int | None]] = []
+
+    async def follow() -> None:
+        async with postgres_store.lease(h.id, timeout=10) as lease:
+            granted.append((lease.revision_known, lease.revision))
+
+    assert postgres_store.engine is not None
+    async with postgres_store.engine.connect() as holder:
+        # The holder's turn commits revision 1 and gives the lease back in one transaction;
+        # the follower's statement waits for it on the lease row.
+        await holder.execute(
+            sa.text(f"UPDATE {PREFIX}sessions SET revision = 1 WHERE id = :id"), {"id": h.id}
+        )
+        await holder.execute(sa.text(f"DELETE FROM {PREFIX}session_leases WHERE token = 'holder'"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.sleep(0.3)
+            assert granted == []
+            await holder.commit()
+    assert granted == [(True, 1)]
+
+
+async def test_a_write_under_a_lease_row_gives_it_back_in_its_transaction(
+    row_store: SqlStore,
+) -> None:
+    h = header()
+    await row_store.write_session(h, [], expected_revision=None)
+    async with row_store.lease(h.id, timeout=1) as lease:
+        await row_store.write_session(bumped(h), turn_items(1), expected_revision=0, lease=lease)
+        assert lease.released
+        assert await rows(row_store, "SELECT * FROM {p}session_leases") == []
+        # Another holder takes the session at once; leaving the block must not free it.
+        await rows(
+            row_store,
+            "INSERT INTO {p}session_leases VALUES (:id, 'successor', :later)",
+            id=h.id,
+            later=now_ms() + 60_000,
+        )
+    assert [r["token"] for r in await rows(row_store, "SELECT * FROM {p}session_leases")] == [
+        "successor"
+    ]
+
+
+async def test_a_refused_write_keeps_the_lease_row_until_the_block_ends(
+    row_store: SqlStore,
+) -> None:
+    h = header()
+    await row_store.write_session(h, [], expected_revision=None)
+    async with row_store.lease(h.id, timeout=1) as lease:
+        with pytest.raises(ConflictError):
+            await row_store.write_session(
+                bumped(bumped(h)), turn_items(1), expected_revision=1, lease=lease
+            )
+        assert not lease.released
+        assert [r["token"] for r in await rows(row_store, "SELECT * FROM {p}session_leases")] == [
+            lease.token
+        ]
+    assert await rows(row_store, "SELECT * FROM {p}session_leases") == []
 
 
 HOLDER_SCRIPT = """

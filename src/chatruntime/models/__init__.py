@@ -46,6 +46,7 @@ from ._history import (
     TextOutput,
 )
 from ._message import Message
+from ._page import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, SessionPage
 from ._result import ErrorInfo, Result, guard
 from ._session import (
     SCHEMA_VERSION,
@@ -58,6 +59,8 @@ from ._session import (
 
 __all__ = [
     "HISTORY_ADAPTER",
+    "LIST_LIMIT_DEFAULT",
+    "LIST_LIMIT_MAX",
     "NAME_MAX_LENGTH",
     "SCHEMA_VERSION",
     "SESSION_STATUSES",
@@ -89,6 +92,7 @@ __all__ = [
     "SessionHeader",
     "SessionNotActiveError",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionStatus",
     "StorageError",
     "StoreVersionError",

@@ -99,8 +99,11 @@ class ChatSession(SessionHeader):
     @classmethod
     def from_parts(cls, header: SessionHeader, history: list[HistoryItem]) -> ChatSession:
         """Join a header and a history into one session (no copies of the items)."""
-        session = cls.model_construct(
-            **{name: getattr(header, name) for name in SessionHeader.model_fields}
+        # ``history=`` given to model_construct: left out, pydantic would call its default
+        # factory on every call, which costs more than the rest of the join.
+        return cls.model_construct(
+            **{name: getattr(header, name) for name in _HEADER_FIELDS}, history=history
         )
-        session.history = history
-        return session
+
+
+_HEADER_FIELDS = tuple(SessionHeader.model_fields)

@@ -1,5 +1,6 @@
 """Sessions: the manager, its per-session locks, turns, stream events and input windows."""
 
+from ._cache import DEFAULT_CACHE_SIZE
 from ._events import (
     STREAM_EVENT_ADAPTER,
     AgentChanged,
@@ -11,16 +12,18 @@ from ._events import (
     ToolCall,
     ToolResult,
 )
-from ._manager import InitializeReport, SessionManager
+from ._manager import CheckProgress, CheckReport, SessionManager
 from ._window import LastItems, TokenBudget, WindowPolicy
 
 __all__ = [
+    "DEFAULT_CACHE_SIZE",
     "STREAM_EVENT_ADAPTER",
     "AgentChanged",
+    "CheckProgress",
+    "CheckReport",
     "Done",
     "Error",
     "Handoff",
-    "InitializeReport",
     "LastItems",
     "SessionManager",
     "StreamEvent",

@@ -14,6 +14,7 @@ from typing import Any, Self
 import anyio
 import anyio.to_thread
 from agents import Agent, RunConfig
+from agents.items import TResponseInputItem
 from agents.models.interface import ModelProvider
 from anyio.abc import ObjectSendStream
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +24,7 @@ from ..models import (
     SESSION_STATUSES,
     AgentNotFoundError,
     ChatSession,
+    CorruptDataError,
     HistoryItem,
     InvalidInputError,
     Message,
@@ -30,6 +32,7 @@ from ..models import (
     SessionHeader,
     SessionNotActiveError,
     SessionNotFoundError,
+    SessionPage,
     SessionStatus,
     TurnTimeoutError,
     UsageError,
@@ -40,8 +43,11 @@ from ..models import (
     now_ms,
     require_uuid,
 )
+from ..models._page import LIST_LIMIT_DEFAULT
 from ..models._session import SCHEMA_VERSION, SessionContext
-from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, SessionStore
+from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease, SessionStore
+from ..stores._paging import check_listing
+from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay, SessionCache
 from ._events import Done, Error, StreamEvent
 from ._locks import SessionLocks
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
@@ -51,13 +57,17 @@ _UNSET: Any = object()
 RECENT_LIMIT_MAX = 10_000
 
 
-class InitializeReport(BaseModel):
-    """What :meth:`SessionManager.initialize` loaded, and what it could not read."""
+class CheckReport(BaseModel):
+    """What :meth:`SessionManager.check` read: how many sessions, and which could not be."""
 
     model_config = ConfigDict(frozen=True)
 
     sessions: int
     corrupt: list[CorruptRecord]
+
+
+CheckProgress = Callable[[int, int], None]
+"""Called by :meth:`SessionManager.check` as it goes: sessions read so far, and in all."""
 
 
 class _State(enum.Enum):
@@ -96,6 +106,8 @@ class SessionManager:
             is ``None``. Without a ``run_config`` and without ``agents.model_provider``,
             models come from :meth:`ModelConfig.from_env` (OpenAI, an OpenAI-compatible
             server, or the offline model), and traces are exported only to OpenAI itself.
+        cache_size: The most sessions kept in memory; the least recently used leave first
+            and are read again from the store when next used.
     """
 
     def __init__(
@@ -109,6 +121,7 @@ class SessionManager:
         max_turns: int = 10,
         window: WindowPolicy | None = None,
         run_config: RunConfig | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if default_timeout is not None and not _is_timeout(default_timeout):
             raise ValueError(f"default_timeout must be positive seconds, got {default_timeout!r}")
@@ -124,7 +137,7 @@ class SessionManager:
         self.run_config = run_config
         self._windows: dict[str, WindowPolicy] = {}
         self._state = _State.NEW
-        self._sessions: dict[str, ChatSession] = {}
+        self._cache = SessionCache(cache_size)
         self._corrupt: dict[str, CorruptRecord] = {}
         self._locks = SessionLocks()
         self._in_flight = 0
@@ -135,45 +148,60 @@ class SessionManager:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def initialize(self) -> Result[InitializeReport]:
-        """Open the store and load every session into the cache.
+    async def initialize(self) -> Result[None]:
+        """Open the store (create or upgrade what it needs). No session is read: each is
+        read when first used, so opening costs the same for ten sessions or a million.
 
-        Sessions that cannot be read are reported (path or key, and reason), never skipped
-        silently and never rewritten; calls naming them answer ``CORRUPT_DATA``.
+        Damaged sessions answer ``CORRUPT_DATA`` when a call names them; :meth:`check`
+        finds them all.
         """
         if self._state is _State.CLOSED:
             raise UsageError("cannot reopen a closed SessionManager; create a new one")
 
-        async def load() -> InitializeReport:
+        async def open_store() -> None:
             await self.store.initialize()
-            report = await self.store.load_sessions()
-            self._sessions = {session.id: session for session in report.sessions}
-            self._corrupt = {record.session_id: record for record in report.corrupt}
             self._state = _State.OPEN
-            return InitializeReport(sessions=len(self._sessions), corrupt=list(report.corrupt))
 
-        return await guard(load)
+        return await guard(open_store)
 
-    async def refresh(self) -> Result[InitializeReport]:
-        """Reload the cache from the store, to see what other processes created, changed or
-        deleted. (Turns and updates always check the store first; listing does not.)
+    async def check(self, progress: CheckProgress | None = None) -> Result[CheckReport]:
+        """Read every stored session once and report the ones that cannot be read (where,
+        and why). A full scan: its cost grows with the store, so nothing calls it for you.
 
-        A cached session newer than the store's copy (written here while reloading) is kept.
+        Sessions are read one at a time (memory stays flat) and are not cached; damaged
+        ones are never rewritten, and calls naming them answer ``CORRUPT_DATA``.
+
+        Args:
+            progress: Called after each session with (sessions read, sessions in all).
         """
 
-        async def reload() -> InitializeReport:
+        async def scan() -> CheckReport:
             self._require_open()
-            report = await self.store.load_sessions()
-            loaded = {session.id: session for session in report.sessions}
-            for fresh in loaded.values():
-                self._cache(fresh)
-            for session_id in [sid for sid in self._sessions if sid not in loaded]:
-                if await self.store.get_revision(session_id) is None:
-                    self._sessions.pop(session_id, None)
-            self._corrupt = {record.session_id: record for record in report.corrupt}
-            return InitializeReport(sessions=len(self._sessions), corrupt=list(report.corrupt))
+            total = await self.store.count_sessions()
+            read = 0
+            corrupt: list[CorruptRecord] = []
+            async for found in self.store.scan_sessions():
+                read += 1
+                if isinstance(found, CorruptRecord):
+                    corrupt.append(found)
+                    self._corrupt[found.session_id] = found
+                if progress is not None:
+                    progress(read, max(total, read))
+            return CheckReport(sessions=read - len(corrupt), corrupt=corrupt)
 
-        return await guard(reload)
+        return await guard(scan)
+
+    async def refresh(self) -> Result[None]:
+        """Forget every cached session, so the next calls read them from the store.
+
+        Never needed for correctness: turns, updates and reads check the stored revision.
+        """
+
+        async def forget() -> None:
+            self._require_open()
+            self._cache.clear()
+
+        return await guard(forget)
 
     async def close(self) -> None:
         """Refuse new calls, wait for turns and updates in flight, then close the store (a
@@ -187,7 +215,7 @@ class SessionManager:
         self._state = _State.CLOSED
         while self._in_flight:
             await self._settled.wait()
-        self._sessions.clear()
+        self._cache.clear()
         provider, self._own_provider = self._own_provider, None
         try:
             if provider is not None:
@@ -209,8 +237,13 @@ class SessionManager:
 
     @property
     def corrupt_sessions(self) -> list[CorruptRecord]:
-        """Sessions found unreadable at :meth:`initialize`."""
+        """Sessions this manager found unreadable so far (by :meth:`check` or when used)."""
         return list(self._corrupt.values())
+
+    @property
+    def cached_sessions(self) -> int:
+        """How many sessions are in memory now (at most ``cache_size``)."""
+        return len(self._cache)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -253,7 +286,7 @@ class SessionManager:
             )
             await self.store.write_session(header, [], expected_revision=None)
             session = ChatSession.from_parts(header, [])
-            self._sessions[session.id] = session
+            self._cache.put(Entry(session, replay=Replay(inputs=[], call_ids=set())))
             return session.model_copy(deep=True)
 
         return await guard(create)
@@ -262,35 +295,53 @@ class SessionManager:
         """One session with its history (a copy: changing it changes nothing stored)."""
 
         async def get() -> ChatSession:
-            return (await self._lookup(session_id)).model_copy(deep=True)
+            return (await self._lookup(session_id)).session.model_copy(deep=True)
 
         return await guard(get)
 
     async def list_sessions(
-        self, agent_id: str | None = None, user_id: str | None = None
-    ) -> Result[list[ChatSession]]:
-        """Sessions, most recent activity first, optionally only one agent's or user's."""
+        self,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int = LIST_LIMIT_DEFAULT,
+        cursor: str | None = None,
+    ) -> Result[SessionPage]:
+        """A page of sessions (headers, no history), most recent activity first.
 
-        async def listing() -> list[ChatSession]:
+        Served by the store's index: its cost depends on ``limit``, not on how many
+        sessions there are. Pass the page's ``next_cursor`` back as ``cursor`` for the next
+        one; it is ``None`` on the last page.
+
+        Fails with ``VALIDATION_ERROR`` (a bad id, user id, status, ``limit`` outside
+        1..1000, or a cursor no listing returned).
+
+        Example:
+            >>> page = (await manager.list_sessions(user_id="user_123", limit=20)).unwrap()
+            >>> [s.name for s in page.sessions]
+        """
+
+        async def listing() -> SessionPage:
             self._require_open()
             if agent_id is not None:
                 require_uuid(agent_id, "agent_id")
-            if user_id is not None:
-                _check_user_id(user_id)
-            chosen = [
-                session
-                for session in self._sessions.values()
-                if (agent_id is None or session.agent_id == agent_id)
-                and (user_id is None or session.user_id == user_id)
-            ]
-            chosen.sort(key=lambda s: (s.context.last_activity, s.updated_at), reverse=True)
-            return [session.model_copy(deep=True) for session in chosen]
+            _check_user_id(user_id)
+            check_listing(
+                agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
+            )
+            return await self.store.list_sessions(
+                agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
+            )
 
         return await guard(listing)
 
-    async def get_sessions_by_agent(self, agent_id: str) -> Result[list[ChatSession]]:
-        """An agent's sessions, most recent activity first (the original's name for it)."""
-        return await self.list_sessions(agent_id=agent_id)
+    async def get_sessions_by_agent(
+        self, agent_id: str, *, limit: int = LIST_LIMIT_DEFAULT, cursor: str | None = None
+    ) -> Result[SessionPage]:
+        """A page of an agent's sessions, most recent activity first (the original's name
+        for :meth:`list_sessions` with ``agent_id``)."""
+        return await self.list_sessions(agent_id=agent_id, limit=limit, cursor=cursor)
 
     async def update_session(
         self,
@@ -319,9 +370,9 @@ class SessionManager:
             if metadata is not _UNSET:
                 _check_metadata(metadata)
                 changes["metadata"] = dict(metadata)
-            async with self._exclusive(session_id) as current:
-                header = self._next_header(current, **changes)
-                updated = await self._commit(current, header, [])
+            async with self._exclusive(session_id) as (entry, lease):
+                header = self._next_header(entry.session, **changes)
+                updated = await self._commit(entry, header, [], lease)
             return updated.model_copy(deep=True)
 
         return await guard(update)
@@ -336,16 +387,16 @@ class SessionManager:
         async def delete() -> None:
             self._require_open()
             require_uuid(session_id, "session_id")
-            self._raise_if_corrupt(session_id)
             async with (
                 self._tracked(),
                 self._locks.hold(session_id),
                 self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
             ):
-                known = session_id in self._sessions
-                deleted = await self.store.delete_session(session_id)
-                self._sessions.pop(session_id, None)
-                if not (deleted or known):
+                # Read it first: a damaged record is refused, never dropped.
+                known = await self._read(session_id, last=1) is not None
+                deleted = known and await self.store.delete_session(session_id)
+                self._cache.drop(session_id)
+                if not deleted:
                     raise SessionNotFoundError(
                         f"no session has id {session_id}", session_id=session_id
                     )
@@ -367,8 +418,26 @@ class SessionManager:
                     f"limit must be an integer from 1 to {RECENT_LIMIT_MAX}; got {limit!r}",
                     field="limit",
                 )
-            session = await self._lookup(session_id)
-            return [item.model_copy(deep=True) for item in session.history[-limit:]]
+            self._require_open()
+            require_uuid(session_id, "session_id")
+            entry = self._cache.get(session_id)
+            stored = await self.store.get_revision(session_id) if entry is not None else None
+            if (
+                entry is None
+                or entry.revision != stored
+                or (not entry.complete and len(entry.session.history) < limit)
+            ):
+                # Only the tail is read, and it is not cached: a look at the last messages
+                # must not push the sessions in use out of the cache.
+                session = await self._read(session_id, last=limit)
+                if session is None:
+                    raise SessionNotFoundError(
+                        f"no session has id {session_id}", session_id=session_id
+                    )
+                history = session.history
+            else:
+                history = entry.session.history
+            return [item.model_copy(deep=True) for item in history[-limit:]]
 
         return await guard(recent)
 
@@ -501,9 +570,14 @@ class SessionManager:
         limit = self._check_turn(session_id, content, timeout)
         replies: list[Message] = []
         with anyio.move_on_after(limit):
-            async with self._exclusive(session_id) as current:
-                outcome = await run(await self._turn_request(current, content))
-                replies.append(await self._commit_turn(current, outcome))
+            entry = await self._lookup_for_turn(session_id, content)
+            window = self.window_for(entry.session.agent_id)
+            async with self._exclusive(session_id, window=window, content=content) as (
+                entry,
+                lease,
+            ):
+                outcome = await run(await self._turn_request(entry, content, window))
+                replies.append(await self._commit_turn(entry, outcome, lease))
         # The reply is checked rather than the scope: a timeout that fires after the commit
         # must not report a stored turn as lost.
         if not replies:
@@ -539,7 +613,21 @@ class SessionManager:
                 return await self.agents.resolve(last)
         return await self.agents.resolve(current.agent_id)
 
-    async def _turn_request(self, current: ChatSession, content: str) -> TurnRequest:
+    async def _lookup_for_turn(self, session_id: str, content: str) -> Entry:
+        """The session's cached entry, or its header read from the store: enough to check it
+        exists and to learn its agent (and so its window) before the turn takes it."""
+        entry = self._cache.get(session_id)
+        if entry is not None:
+            return entry
+        session = await self._read(session_id, last=0)
+        if session is None:
+            raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
+        return Entry(session, complete=False)
+
+    async def _turn_request(
+        self, entry: Entry, content: str, window: WindowPolicy | None
+    ) -> TurnRequest:
+        current = entry.session
         if current.status != "active":
             raise SessionNotActiveError(
                 f"session {current.id} is {current.status}; set it active to send messages",
@@ -555,12 +643,21 @@ class SessionManager:
             agent_ref=self._agent_ref,
             run_config=await self._turn_run_config(),
             max_turns=self.max_turns,
-            window=self.window_for(current.agent_id),
+            window=window,
+            replayed=None if window is not None else self._replay_of(entry),
         )
 
-    async def _commit_turn(self, current: ChatSession, outcome: TurnOutcome) -> Message:
-        header = self._next_header(current, context=outcome.context)
-        await self._commit(current, header, outcome.items)
+    @staticmethod
+    def _replay_of(entry: Entry) -> Sequence[TResponseInputItem]:
+        """The model input of the entry's whole history, converted once and then extended
+        turn by turn."""
+        if entry.replay is None:
+            entry.replay = Replay.of(entry.session.history)
+        return entry.replay.inputs
+
+    async def _commit_turn(self, entry: Entry, outcome: TurnOutcome, lease: Lease) -> Message:
+        header = self._next_header(entry.session, context=outcome.context)
+        await self._commit(entry, header, outcome.items, lease)
         return outcome.reply
 
     def _agent_ref(self, agent: Agent[Any]) -> str:
@@ -615,65 +712,105 @@ class SessionManager:
                 self._settled.set()
                 self._settled = anyio.Event()
 
-    def _raise_if_corrupt(self, session_id: str) -> None:
-        record = self._corrupt.get(session_id)
-        if record is not None:
-            raise record.error()
+    async def _read(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
+        """Read a session from the store (its last ``last`` items only, when given),
+        remembering a damaged one for :attr:`corrupt_sessions`."""
+        try:
+            return await self.store.get_session(session_id, last=last)
+        except CorruptDataError as error:
+            self._corrupt[session_id] = CorruptRecord(
+                session_id,
+                str(error.details.get("location") or error.details.get("path") or ""),
+                str(error.details.get("reason") or error.message),
+            )
+            raise
 
-    async def _lookup(self, session_id: str) -> ChatSession:
-        """The cached session, loading one another process created; raises when absent."""
+    async def _lookup(self, session_id: str) -> Entry:
+        """The session with its whole history, cached; raises when absent."""
         self._require_open()
         require_uuid(session_id, "session_id")
         return await self._find(session_id)
 
-    async def _find(self, session_id: str) -> ChatSession:
-        """:meth:`_lookup` without the open check, for work that began before :meth:`close`."""
-        self._raise_if_corrupt(session_id)
-        session = self._sessions.get(session_id)
-        if session is None:
-            loaded = await self.store.get_session(session_id)
-            if loaded is None:
-                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
-            session = self._cache(loaded)
-        return session
+    async def _find(self, session_id: str) -> Entry:
+        """:meth:`_lookup` without the open check, for work that began before :meth:`close`.
 
-    def _cache(self, loaded: ChatSession) -> ChatSession:
-        """Put a session read from the store into the cache unless the cache has a newer
-        revision (a turn may have committed while the read was in flight); the cached one."""
-        cached = self._sessions.get(loaded.id)
-        if cached is None or cached.revision < loaded.revision:
-            self._sessions[loaded.id] = cached = loaded
-        return cached
+        A cached entry is used as it is when its revision is the stored one.
+        """
+        entry = self._cache.get(session_id)
+        stored = await self.store.get_revision(session_id) if entry is not None else None
+        if entry is not None and entry.complete and entry.revision == stored:
+            return entry
+        loaded = await self._read(session_id)
+        if loaded is None:
+            self._cache.drop(session_id)
+            raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
+        return self._cache.put(Entry(loaded))
 
     @asynccontextmanager
-    async def _exclusive(self, session_id: str) -> AsyncIterator[ChatSession]:
-        """Hold the session in this process and across processes; yield its fresh state.
+    async def _exclusive(
+        self,
+        session_id: str,
+        *,
+        window: WindowPolicy | None = None,
+        content: str = "",
+    ) -> AsyncIterator[tuple[Entry, Lease]]:
+        """Hold the session in this process and across processes; yield its fresh state
+        and the lease.
 
-        After the lease is granted the cached copy is checked against the store's revision
-        and reloaded when another process wrote in the meantime.
+        Once the lease is granted, the cached entry is checked against the stored revision
+        and read again when another process wrote in the meantime. With a ``window`` that
+        needs only the tail of the history, only the tail is read.
         """
-        await self._lookup(session_id)
+        self._require_open()
+        require_uuid(session_id, "session_id")
         async with (
             self._tracked(),
             self._locks.hold(session_id),
-            self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
+            self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout) as lease,
         ):
-            cached = await self._find(session_id)
-            stored_revision = await self.store.get_revision(session_id)
-            if stored_revision is None:
-                self._sessions.pop(session_id, None)
-                raise SessionNotFoundError(
-                    f"session {session_id} was deleted", session_id=session_id
-                )
-            if stored_revision != cached.revision:
-                fresh = await self.store.get_session(session_id)
-                if fresh is None:
-                    self._sessions.pop(session_id, None)
-                    raise SessionNotFoundError(
-                        f"session {session_id} was deleted", session_id=session_id
-                    )
-                self._sessions[session_id] = cached = fresh
-            yield cached
+            stored = (
+                lease.revision
+                if lease.revision_known
+                else await self.store.get_revision(session_id)
+            )
+            if stored is None:
+                self._cache.drop(session_id)
+                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
+            entry = self._cache.get(session_id)
+            if (
+                entry is None
+                or entry.revision != stored
+                or not self._enough(entry, window, content)
+            ):
+                entry = await self._load_for(session_id, window, content)
+            yield entry, lease
+
+    @staticmethod
+    def _enough(entry: Entry, window: WindowPolicy | None, content: str) -> bool:
+        """Whether the entry holds as much history as a turn with ``window`` needs."""
+        if entry.complete:
+            return True
+        if window is None or window.first_read() is None:
+            return False
+        return window.tail_suffices(entry.session.history, content)
+
+    async def _load_for(self, session_id: str, window: WindowPolicy | None, content: str) -> Entry:
+        """Read as much of the session as a turn with ``window`` needs, and cache it."""
+        want = window.first_read() if window is not None else None
+        while True:
+            loaded = await self._read(session_id, last=want)
+            if loaded is None:
+                self._cache.drop(session_id)
+                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
+            complete = want is None or len(loaded.history) < want
+            entry = Entry(loaded, complete=complete)
+            if want is None or complete or window is None:
+                break
+            if window.tail_suffices(loaded.history, content):
+                break
+            want *= 2
+        self._cache.replace(entry)
+        return entry
 
     def _next_header(self, current: ChatSession, **changes: Any) -> SessionHeader:
         """The header of the next revision, with ``changes`` applied."""
@@ -685,7 +822,11 @@ class SessionManager:
         return SessionHeader.model_validate(values)
 
     async def _commit(
-        self, current: ChatSession, header: SessionHeader, new_items: Sequence[HistoryItem]
+        self,
+        entry: Entry,
+        header: SessionHeader,
+        new_items: Sequence[HistoryItem],
+        lease: Lease,
     ) -> ChatSession:
         """Write the next revision in one store call, then swap it into the cache.
 
@@ -693,9 +834,17 @@ class SessionManager:
         (all stored), never between the store and the cache.
         """
         with anyio.CancelScope(shield=True):
-            await self.store.write_session(header, new_items, expected_revision=current.revision)
-            updated = ChatSession.from_parts(header, [*current.history, *new_items])
-            self._sessions[header.id] = updated
+            await self.store.write_session(
+                header, new_items, expected_revision=entry.revision, lease=lease
+            )
+            # The history list is extended in place: copying it would make every turn cost
+            # in proportion to the history. Nothing outside the cache holds it (callers get
+            # deep copies).
+            history = entry.session.history
+            history.extend(new_items)
+            replay = entry.replay.extended(new_items) if entry.replay is not None else None
+            updated = ChatSession.from_parts(header, history)
+            self._cache.replace(Entry(updated, complete=entry.complete, replay=replay))
         return updated
 
 

@@ -80,6 +80,16 @@ def history_to_input(history: Sequence[HistoryItem]) -> list[TResponseInputItem]
     return cast(list[TResponseInputItem], replayed)
 
 
+def call_ids_of(history: Iterable[HistoryItem]) -> set[str]:
+    """Every call id the items of ``history`` carry (calls, outputs and handoffs)."""
+    return {
+        item.call_id
+        for item in history
+        if isinstance(item, FunctionCallItem | FunctionCallResultItem | HandoffItem)
+        and item.call_id is not None
+    }
+
+
 def item_inputs(item: HistoryItem) -> list[dict[str, Any]]:
     """The input items ``item`` contributes when it is sent, whatever its neighbours.
 

@@ -74,6 +74,8 @@ class TurnRequest:
         run_config: The run configuration, model provider included.
         max_turns: The most model calls the SDK may make in this turn.
         window: Trims the model input; ``None`` sends the whole history.
+        replayed: The model input of the whole ``history``, when the caller keeps it
+            (used when there is no window, instead of converting the history again).
     """
 
     agent: Agent[Any]
@@ -84,6 +86,7 @@ class TurnRequest:
     run_config: RunConfig
     max_turns: int
     window: WindowPolicy | None = None
+    replayed: Sequence[TResponseInputItem] | None = None
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,10 @@ def _prepare(request: TurnRequest) -> _Prepared:
     kept = request.window.apply(request.history, request.content) if request.window else None
     # Input items share lists (content parts, summaries) with the cached history; that is
     # safe because the runner copies its input before it uses it.
-    replayed = history_to_input(request.history if kept is None else kept)
+    if kept is None and request.replayed is not None:
+        replayed = list(request.replayed)
+    else:
+        replayed = history_to_input(request.history if kept is None else kept)
     if request.run_config.reasoning_item_id_policy == "omit":
         replayed = [_without_reasoning_id(item) for item in replayed]
     failed: set[str] = set()

@@ -45,6 +45,20 @@ class WindowPolicy(abc.ABC):
             An index from 0 (keep all) to ``len(history)`` (keep none).
         """
 
+    def first_read(self) -> int | None:
+        """How many of the last stored items to read first for a turn (``None``: all).
+
+        A policy that needs only the tail of a long history says how much, so a session
+        not in the manager's cache is read no further; :meth:`tail_suffices` tells whether
+        more is needed. The default reads the whole history.
+        """
+        return None
+
+    def tail_suffices(self, tail: Sequence[HistoryItem], new_message: str) -> bool:
+        """Whether :meth:`apply` on ``tail`` (the last items of a longer history) keeps the
+        same items as on the whole history; when not, the manager reads twice as many."""
+        return True
+
     def apply(self, history: Sequence[HistoryItem], new_message: str) -> list[HistoryItem]:
         """The items to send: a suffix of ``history`` that splits no call or step."""
         start = max(0, min(self.cut(history, new_message), len(history)))
@@ -69,6 +83,13 @@ class LastItems(WindowPolicy):
 
     def cut(self, history: Sequence[HistoryItem], new_message: str) -> int:
         return len(history) - self.n
+
+    def first_read(self) -> int | None:
+        # One item before the window, which decides whether its first item opens a step.
+        return self.n + 1
+
+    def tail_suffices(self, tail: Sequence[HistoryItem], new_message: str) -> bool:
+        return len(tail) > self.n
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,17 @@ class TokenBudget(WindowPolicy):
             remaining -= cost
             start -= 1
         return start
+
+    def first_read(self) -> int | None:
+        return _TOKEN_BUDGET_FIRST_READ
+
+    def tail_suffices(self, tail: Sequence[HistoryItem], new_message: str) -> bool:
+        # The budget ran out inside the tail, with an item before the cut to tell whether
+        # the cut opens a step.
+        return self.cut(tail, new_message) > 0
+
+
+_TOKEN_BUDGET_FIRST_READ = 64
 
 
 def _sent_text(item: HistoryItem) -> str:

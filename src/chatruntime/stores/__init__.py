@@ -16,8 +16,10 @@ from ._protocol import (
     DEFAULT_LEASE_TIMEOUT,
     DEFAULT_LEASE_TTL,
     CorruptRecord,
+    Lease,
     LoadReport,
     SessionStore,
+    load_all,
 )
 from ._url import open_store
 
@@ -30,11 +32,13 @@ __all__ = [
     "DEFAULT_LEASE_TTL",
     "CorruptRecord",
     "FileStore",
+    "Lease",
     "LoadReport",
     "MemoryStore",
     "RedisStore",
     "SessionStore",
     "SqlStore",
+    "load_all",
     "open_store",
 ]
 

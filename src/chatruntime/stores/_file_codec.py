@@ -1,20 +1,44 @@
 """What ``FileStore`` records look like as bytes, and why a record could not be read.
 
-- A snapshot (``<sessionId>.json``) and an agent (``<agentId>.json``) are pretty-printed JSON
-  with a 2-space indent and camelCase keys, as the TypeScript original writes them.
+- An agent (``<agentId>.json``) is pretty-printed JSON with a 2-space indent and camelCase
+  keys, as the TypeScript original writes its records.
+- A snapshot (``<sessionId>.json``) is the same, except that ``history`` is its last key and
+  holds one compact item per line::
+
+      {
+        "id": "…",
+        …
+        "state": {},
+        "history": [
+          {"id":"…","timestamp":…,"type":"message",…},
+          {"id":"…","timestamp":…,"type":"function_call",…}
+        ]
+      }
+
+  Still one JSON document that any reader (cortex included) parses whole; but the header is
+  everything before ``,\\n  "history": [`` and the last items are the last lines, so a reader
+  finds either without parsing the rest. JSON escapes newlines inside strings, and nested
+  keys sit deeper than two spaces, so these markers cannot occur anywhere else.
 - A journal (``<sessionId>.journal``) holds one compact JSON object per line, each a complete
   write: ``{"revision":N,"header":{...},"items":[...]}``. A last line without its newline is
   a torn append, whose call never returned success, and is not part of the record.
+
+Snapshots written before this layout (items spread over several lines) and cortex's files
+(any key order, any indentation) still load: they are parsed whole until their next fold
+writes them in this layout.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+from collections.abc import Sequence
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..models import (
+    HISTORY_ADAPTER,
     SCHEMA_VERSION,
     ChatSession,
     HistoryItem,
@@ -25,14 +49,29 @@ from ..models import (
 
 _MAX_LISTED_ERRORS = 8
 
-# Our snapshots end with the history: ``\n  "history": [\n    {...},\n    {...}\n  ]\n}``.
-# JSON escapes newlines inside strings, and nested keys sit deeper than two spaces, so this
-# opening occurs once, at the top level.
-_HISTORY_OPEN = b'\n  "history": ['
-_HISTORY_CLOSE = b"\n  ]\n}"
-_EMPTY_HISTORY_CLOSE = b"]\n}"
+HISTORY_KEY = b',\n  "history": ['
+"""What separates the header from the history in a snapshot whose history comes last."""
+ITEM_INDENT = b"    "
+LINES_CLOSE = b"\n  ]\n}"
+"""How a snapshot with one item per line ends (and one in the previous layout too)."""
+EMPTY_CLOSE = b"]\n}"
+"""What follows ``HISTORY_KEY`` in a snapshot with an empty history."""
+_LINES_OPEN = b'\n    {"'
+_BLOCK_OPEN = b"\n    {\n"
 
 RecordT = TypeVar("RecordT", bound=WireModel)
+
+
+class Layout(enum.Enum):
+    """How a snapshot's history is laid out, as far as readers of parts of it care."""
+
+    LINES = "lines"
+    """History last, one item per line (or empty): header and tail readable on their own."""
+    BLOCK = "block"
+    """History last, items over several lines (this store's previous layout): the header is
+    readable on its own, the tail is not."""
+    OTHER = "other"
+    """Anything else (cortex's key order): only the whole file can be parsed."""
 
 
 class Unreadable(Exception):
@@ -53,9 +92,79 @@ class JournalEntry(WireModel):
     items: list[HistoryItem]
 
 
+class _HeaderKey(WireModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    agent_id: str
+    revision: int
+    schema_version: int = 0
+
+
+class JournalItems(WireModel):
+    """A journal line read for its items: of the header, only what checks the line belongs
+    (ids, revision, version). Half the cost of a :class:`JournalEntry`, for tail reads that
+    need the header of the last line only."""
+
+    revision: int
+    header: _HeaderKey
+    items: list[HistoryItem]
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+def encode_item(item: HistoryItem) -> bytes:
+    """One history item as a snapshot line holds it (without indent or comma)."""
+    return item.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def encode_head(header: SessionHeader) -> bytes:
+    """The snapshot's text before ``HISTORY_KEY``: the header, stamped with our version."""
+    stamped = header.model_copy(update={"schema_version": SCHEMA_VERSION})
+    text = stamped.model_dump_json(
+        by_alias=True, exclude_none=True, exclude={"history"}, indent=2
+    ).encode()
+    return text[: -len(b"\n}")]
+
+
+def join_snapshot(head: bytes, item_lines: Sequence[bytes]) -> bytes:
+    """A snapshot from its head (:func:`encode_head`) and its items' lines (:func:`encode_item`)."""
+    if not item_lines:
+        return head + HISTORY_KEY + EMPTY_CLOSE
+    separator = b",\n" + ITEM_INDENT
+    return head + HISTORY_KEY + b"\n" + ITEM_INDENT + separator.join(item_lines) + LINES_CLOSE
+
+
 def encode_snapshot(session: ChatSession) -> bytes:
-    stamped = session.model_copy(update={"schema_version": SCHEMA_VERSION})
-    return stamped.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+    return join_snapshot(encode_head(session), [encode_item(item) for item in session.history])
+
+
+def layout_of(snapshot: bytes) -> Layout:
+    """The layout of a whole snapshot's bytes."""
+    at = snapshot.find(HISTORY_KEY)
+    if at < 0:
+        return Layout.OTHER
+    return layout_after_key(snapshot[at + len(HISTORY_KEY) :], whole=True)
+
+
+def layout_after_key(rest: bytes, *, whole: bool = False) -> Layout:
+    """The layout, judged from the bytes that follow ``HISTORY_KEY`` (all of them when
+    ``whole``, else at least the first few and the file's last few)."""
+    if rest.startswith(EMPTY_CLOSE):
+        return Layout.LINES if not whole or rest == EMPTY_CLOSE else Layout.OTHER
+    if whole and not rest.endswith(LINES_CLOSE):
+        return Layout.OTHER
+    if rest.startswith(_LINES_OPEN):
+        return Layout.LINES
+    if rest.startswith(_BLOCK_OPEN):
+        return Layout.BLOCK
+    return Layout.OTHER
+
+
+def head_needs() -> int:
+    """Bytes after ``HISTORY_KEY`` that :func:`layout_after_key` needs to judge."""
+    return max(len(_LINES_OPEN), len(_BLOCK_OPEN), len(EMPTY_CLOSE))
 
 
 def extend_snapshot(
@@ -63,46 +172,69 @@ def extend_snapshot(
 ) -> bytes | None:
     """``snapshot`` with ``header`` in place of its own and ``items`` added to its history.
 
-    Works on the text: the old history is copied, not parsed, so folding a journal costs what
-    copying the file costs instead of validating and serialising the whole history again.
-    The result is byte for byte what :func:`encode_snapshot` makes of the whole session.
-    ``snapshot`` must be already validated. Returns ``None`` for a snapshot not laid out as
-    we write them (cortex's, whose history is not last), which the caller re-encodes whole.
+    Works on the text: the old items' lines are copied, not parsed, so folding a journal costs
+    what copying the file costs instead of validating and serialising the whole history
+    again. The result is byte for byte what :func:`encode_snapshot` makes of the whole
+    session. ``snapshot`` must be already validated. Returns ``None`` for a snapshot not in
+    the one-item-per-line layout, which the caller parses and re-encodes whole.
     """
-    old = _history_body(snapshot)
-    if old is None:
+    at = snapshot.find(HISTORY_KEY)
+    if at < 0 or layout_after_key(snapshot[at + len(HISTORY_KEY) :], whole=True) != Layout.LINES:
         return None
-    new_text = encode_snapshot(ChatSession.from_parts(header, items))
-    new = _history_body(new_text)
-    if new is None:  # encode_snapshot always writes this layout; kept for safety
-        return None
-    prefix = new_text[: new_text.rindex(_HISTORY_OPEN) + len(_HISTORY_OPEN)]
-    bodies = [body for body in (old, new) if body]
-    if not bodies:
-        return prefix + _EMPTY_HISTORY_CLOSE
-    return prefix + b"\n" + b",\n".join(bodies) + _HISTORY_CLOSE
+    head = encode_head(header)
+    rest = snapshot[at + len(HISTORY_KEY) :]
+    new_lines = [encode_item(item) for item in items]
+    if rest == EMPTY_CLOSE:
+        return join_snapshot(head, new_lines)
+    old_body = rest[1 : -len(LINES_CLOSE)]  # "    {..},\n    {..}"
+    if not new_lines:
+        return head + HISTORY_KEY + b"\n" + old_body + LINES_CLOSE
+    separator = b",\n" + ITEM_INDENT
+    return (
+        head + HISTORY_KEY + b"\n" + old_body + separator + separator.join(new_lines) + LINES_CLOSE
+    )
 
 
-def _history_body(snapshot: bytes) -> bytes | None:
-    """The text of the history's items (between the brackets), if the history comes last."""
-    start = snapshot.rfind(_HISTORY_OPEN)
-    if start < 0:
-        return None
-    rest = snapshot[start + len(_HISTORY_OPEN) :]
-    if rest == _EMPTY_HISTORY_CLOSE:
-        return b""
-    if rest.startswith(b"\n") and rest.endswith(_HISTORY_CLOSE):
-        return rest[1 : -len(_HISTORY_CLOSE)]
-    return None
+def decode_head(head: bytes) -> SessionHeader:
+    """The header of a snapshot from its text before ``HISTORY_KEY``.
+
+    Raises:
+        Unreadable: Not a valid header, or written by a newer version.
+    """
+    return decode_record(SessionHeader, head + b"\n}")
+
+
+def decode_item_lines(lines: Sequence[bytes]) -> list[HistoryItem]:
+    """History items from snapshot lines (indent and trailing comma included), in order.
+
+    Raises:
+        Unreadable: A line is not an item.
+    """
+    bodies: list[bytes] = []
+    for line in lines:
+        if not line.startswith(ITEM_INDENT + b"{"):
+            raise Unreadable("a history line is not an item")
+        bodies.append(line[len(ITEM_INDENT) :].removesuffix(b","))
+    try:
+        return HISTORY_ADAPTER.validate_json(b"[" + b",".join(bodies) + b"]")
+    except ValidationError as error:
+        raise Unreadable(
+            describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="history")
+        ) from None
+
+
+# -- records, journal lines ---------------------------------------------------------------------
 
 
 def encode_record(record: WireModel) -> bytes:
     return record.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
 
 
-def encode_journal_line(header: SessionHeader, items: list[HistoryItem]) -> bytes:
+def encode_journal_line(header: SessionHeader, items: Sequence[HistoryItem]) -> bytes:
     stamped = header.model_copy(update={"schema_version": SCHEMA_VERSION})
-    entry = JournalEntry(revision=header.revision, header=stamped, items=items)
+    entry = JournalEntry.model_construct(
+        revision=header.revision, header=stamped, items=list(items)
+    )
     return entry.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"
 
 
@@ -127,6 +259,32 @@ def decode_journal_line(line: bytes) -> JournalEntry:
     entry = decode_record(JournalEntry, line)
     _refuse_newer(entry.header.schema_version)
     return entry
+
+
+def decode_journal_items(line: bytes) -> JournalItems:
+    entry = decode_record(JournalItems, line)
+    _refuse_newer(entry.header.schema_version)
+    return entry
+
+
+_JOURNAL_ITEMS = TypeAdapter(list[JournalItems])
+
+
+def decode_journal_items_batch(lines: Sequence[bytes]) -> list[JournalItems]:
+    """Several journal lines read for their items, in one parse (cheaper than one each).
+
+    Raises:
+        Unreadable: A line is not valid, or was written by a newer version.
+    """
+    try:
+        entries = _JOURNAL_ITEMS.validate_json(b"[" + b",".join(lines) + b"]")
+    except ValidationError as error:
+        raise Unreadable(
+            describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="journal")
+        ) from None
+    for entry in entries:
+        _refuse_newer(entry.header.schema_version)
+    return entries
 
 
 def _peek_schema_version(data: bytes) -> int | None:

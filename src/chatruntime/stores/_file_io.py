@@ -1,6 +1,6 @@
 """Durable file primitives for ``FileStore``: blocking calls, meant for worker threads only.
 
-Every function here may block (disk I/O, ``fsync``, ``flock``), so ``FileStore`` runs them
+Every function here may block (disk I/O, ``fsync``), so ``FileStore`` runs them
 through ``anyio.to_thread.run_sync`` and never on the event loop. Each one turns ``OSError``
 into :class:`~chatruntime.StorageError` naming the path and the operating system's reason.
 """
@@ -8,10 +8,10 @@ into :class:`~chatruntime.StorageError` naming the path and the operating system
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import secrets
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..models import StorageError
@@ -78,6 +78,42 @@ def read_file(path: Path, offset: int = 0) -> tuple[bytes, os.stat_result] | Non
         raise storage_error("read", path, error) from error
     finally:
         os.close(fd)
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[tuple[int, os.stat_result] | None]:
+    """``path`` open for reading as ``(descriptor, stat)``, or ``None`` if it is absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        yield None
+        return
+    except OSError as error:
+        raise storage_error("read", path, error) from error
+    try:
+        try:
+            stat = os.fstat(fd)
+        except OSError as error:
+            raise storage_error("read", path, error) from error
+        yield fd, stat
+    finally:
+        os.close(fd)
+
+
+def read_at(fd: int, path: Path, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of the open file ``fd`` (at ``path``) from ``offset``."""
+    chunks: list[bytes] = []
+    try:
+        while size > 0:
+            chunk = os.pread(fd, size, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            size -= len(chunk)
+    except OSError as error:
+        raise storage_error("read", path, error) from error
+    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -216,52 +252,26 @@ def remove(path: Path) -> bool:
     return True
 
 
-def lock_file(path: Path, *, shared: bool = False, wait: bool = True) -> int | None:
-    """``flock`` the file at ``path`` (created if absent); returns the descriptor holding it.
+def lines_backward(
+    fd: int, path: Path, start: int, end: int, block: int = 1 << 14
+) -> Iterator[bytes]:
+    """The lines of bytes ``start``..``end`` of an open file, the last line first.
 
-    With ``wait=False`` returns ``None`` at once when another descriptor holds it. Locks
-    taken on separate ``open``s conflict even within one process, so tasks of this process
-    exclude each other too. Holders may unlink the file when they release it (see
-    :func:`unlock_file`); a waiter that then wins the lock on the unlinked file notices the
-    path names another file and tries again, so two holders never coexist.
+    Lines are separated by ``\\n``; the first line yielded is whatever follows the last
+    separator (empty when the range ends with one). Reads from the end, ``block`` bytes
+    first and twice as many each time after (up to 1 MiB), so taking a few lines costs what
+    those lines cost, however long the file is.
     """
-    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    if not wait:
-        operation |= fcntl.LOCK_NB
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as error:
-            raise storage_error("open lock file", path, error) from error
-        try:
-            fcntl.flock(fd, operation)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except OSError as error:
-            os.close(fd)
-            raise storage_error("lock", path, error) from error
-        try:
-            held = os.fstat(fd)
-            current = os.stat(path)
-            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-                return fd
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            os.close(fd)
-            raise storage_error("lock", path, error) from error
-        os.close(fd)
-
-
-def unlock_file(fd: int, remove_path: Path | None = None) -> None:
-    """Release a lock from :func:`lock_file`, first unlinking ``remove_path`` if given.
-
-    Unlinking while still holding the lock is what makes removal safe: see ``lock_file``.
-    """
-    try:
-        if remove_path is not None:
-            with suppress(OSError):
-                os.unlink(remove_path)
-    finally:
-        os.close(fd)
+    if end <= start:
+        return
+    carry = b""
+    position = end
+    while position > start:
+        size = min(block, position - start)
+        position -= size
+        chunk = read_at(fd, path, position, size) + carry
+        parts = chunk.split(b"\n")
+        carry = parts[0]
+        yield from reversed(parts[1:])
+        block = min(block * 2, 1 << 20)
+    yield carry

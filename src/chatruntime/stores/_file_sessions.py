@@ -1,4 +1,4 @@
-"""The sessions half of ``FileStore``: a snapshot and a journal per session, under file locks.
+"""The sessions half of ``FileStore``: a snapshot and a journal per session, an index, locks.
 
 Each session lives in ``sessions/<agentId>/`` as
 
@@ -10,46 +10,57 @@ snapshot's. A write appends one line; a fold writes the replayed session as the 
 and then removes the journal. A fold that dies between the two leaves lines the snapshot
 already holds, which replay skips and the next write removes.
 
-Every change to a session happens under an exclusive ``flock`` of ``locks/<sessionId>.lock``,
-reads under a shared one, so processes sharing the folder never see half of a change. Where a
-session lives, its snapshot's revision and how far its journal was checked are remembered
-per process, keyed by the files' identities (inode, size, times), so a write or a revision
-check reads only the journal lines it has not seen yet: its cost does not grow with the
-history, and a change by another process is always noticed.
+Every change to a session holds the session's lock exclusively (and the index's lock
+shared: see ``_file_index``), every read holds it shared; both are byte-range locks in
+``sessions.lock`` (see ``_file_locks``), so processes sharing the folder never see half of a
+change. Where a session lives, its snapshot's revision and how far its journal was checked
+are remembered per process, keyed by the files' identities (inode, size, times), so a write
+or a revision check reads only the journal lines it has not seen yet: its cost does not grow
+with the history, and a change by another process is always noticed.
 
 All methods block; ``FileStore`` calls them in worker threads.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import ValidationError
 
 from ..models import (
     ChatSession,
-    ConflictError,
     CorruptDataError,
     HistoryItem,
-    InvalidInputError,
     SessionHeader,
+    SessionStatus,
     StorageError,
     StoreVersionError,
     is_uuid,
-    require_uuid,
 )
+from ._errors import check_same_agent, session_exists, session_missing, stale_revision
 from ._file_codec import (
     JournalEntry,
+    JournalItems,
+    Layout,
     Unreadable,
+    decode_journal_items_batch,
     decode_journal_line,
     decode_record,
     encode_journal_line,
     encode_snapshot,
     extend_snapshot,
+    layout_of,
 )
+from ._file_index import Entry, Found, SessionIndex
 from ._file_io import (
     Identity,
     append_durably,
@@ -57,46 +68,67 @@ from ._file_io import (
     fsync_dir,
     identity,
     list_dir,
-    lock_file,
+    opened,
+    read_at,
     read_file,
     remove,
     stat_or_none,
     truncate_durably,
-    unlock_file,
     write_atomically,
 )
+from ._file_locks import INDEX, LockFile, Slot, lock_file_for
+from ._file_reading import journal_lines_backward, read_head, read_last_items
+from ._paging import Position
+from ._protocol import CorruptRecord
 
 logger = logging.getLogger("chatruntime.stores")
 
 SNAPSHOT_SUFFIX = ".json"
 JOURNAL_SUFFIX = ".journal"
+LOCK_FILE_NAME = "sessions.lock"
+PREVIOUS_LOCK_FOLDERS = ("locks", "leases")
+"""Folders of per-session lock files the previous layout kept; removed on upgrade."""
+_MEMO_SIZE = 8192
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def is_file_id(value: object) -> bool:
-    """True for a UUID in canonical lowercase form, the only ids that name files here."""
-    return is_uuid(value) and isinstance(value, str) and value == value.lower()
+class _Memo(Generic[K, V]):
+    """A bounded, thread-safe map that forgets the least recently used entries."""
 
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._guard = threading.Lock()
 
-def require_file_id(value: object, what: str) -> str:
-    """Return ``value`` if it is a lowercase UUID, else raise ``InvalidInputError``.
+    def get(self, key: K) -> V | None:
+        with self._guard:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
 
-    Upper case is refused rather than folded: on a case-sensitive file system two spellings
-    of one UUID would otherwise name two different files.
-    """
-    checked = require_uuid(value, what)
-    if checked != checked.lower():
-        raise InvalidInputError(
-            f"{what} must be a UUID in lowercase, got {value!r}", field=what, value=repr(value)
-        )
-    return checked
+    def put(self, key: K, value: V) -> None:
+        with self._guard:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        with self._guard:
+            self._entries.pop(key, None)
 
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """A snapshot version known to be valid, and its revision."""
+    """A snapshot version, its revision, and whether all of it was parsed and found valid
+    (otherwise only its header was)."""
 
     identity: Identity
     revision: int
+    validated: bool
 
     @property
     def size(self) -> int:
@@ -139,148 +171,432 @@ class _State:
         return self.journal is not None and self.revision == self.snapshot.revision
 
 
+@dataclass(frozen=True)
+class LeaseGrant:
+    """A lease just taken, and the session's revision if it could be read with it."""
+
+    revision: int | None
+    known: bool
+
+
+class _TailMiss(Exception):
+    """The tail cannot be read on its own (layout, damage): read the whole session."""
+
+
 class SessionFiles:
-    """Reads and writes sessions under ``root``; every method blocks (worker threads only)."""
+    """Reads and writes sessions under ``root``; every method blocks (worker threads only).
+
+    :meth:`open` must run first (it opens the lock file and the index).
+    """
 
     def __init__(self, root: Path, *, fold_min_bytes: int, fold_ratio: float) -> None:
+        self.root = root
         self.sessions_dir = root / "sessions"
-        self.locks_dir = root / "locks"
         self._fold_min_bytes = fold_min_bytes
         self._fold_ratio = fold_ratio
+        self._locks: LockFile | None = None
+        self._index: SessionIndex | None = None
         # Memos, always checked against the files before use. Entries are immutable and
         # replaced whole, so threads may race on them without ever reading a torn one.
-        self._agent_of: dict[str, str] = {}
-        self._snapshots: dict[str, _Snapshot] = {}
-        self._journals: dict[str, _Journal] = {}
+        self._agent_of: _Memo[str, str] = _Memo(_MEMO_SIZE)
+        self._snapshots: _Memo[str, _Snapshot] = _Memo(_MEMO_SIZE)
+        self._journals: _Memo[str, _Journal] = _Memo(_MEMO_SIZE)
+        self._path_memo: _Memo[tuple[str, str], tuple[Path, Path]] = _Memo(_MEMO_SIZE)
+        self._indexed: _Memo[str, tuple[str, int | None]] = _Memo(_MEMO_SIZE)
+        """(agent, revision) of sessions whose index row this process wrote or checked."""
 
-    # -- paths ------------------------------------------------------------------------------
+    # -- opening ------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._index is not None
+
+    def open(self) -> None:
+        """Create the folders, open the lock file and the index (rebuilding it if needed),
+        settle what crashed writers left pending."""
+        ensure_dir(self.root)
+        ensure_dir(self.sessions_dir)
+        locks = lock_file_for(self.root / LOCK_FILE_NAME)
+        self._locks = locks
+        index = SessionIndex(self.root, locks)
+        rebuilt = index.open(self._scan_for_index)
+        self._index = index
+        if rebuilt is not None:
+            self._remove_previous_lock_files()
+        self.settle_pending()
+
+    def close(self) -> None:
+        index, self._index = self._index, None
+        if index is not None:
+            index.close()
+
+    @property
+    def locks(self) -> LockFile:
+        assert self._locks is not None, "SessionFiles.open() was not called"
+        return self._locks
+
+    @property
+    def index(self) -> SessionIndex:
+        assert self._index is not None, "SessionFiles.open() was not called"
+        return self._index
+
+    def _remove_previous_lock_files(self) -> None:
+        # The previous layout locked locks/<sessionId>.lock and leases/<sessionId>.lock;
+        # nothing uses them now. Only their own files go, and a folder only once empty.
+        for folder_name in PREVIOUS_LOCK_FOLDERS:
+            folder = self.root / folder_name
+            if not folder.is_dir():
+                continue
+            for name in list_dir(folder):
+                stem, _, suffix = name.rpartition(".")
+                if suffix == "lock" and is_uuid(stem):
+                    remove(folder / name)
+            if not list_dir(folder):
+                try:
+                    os.rmdir(folder)
+                except OSError as error:
+                    logger.info("left %s in place: %s", folder, error.strerror)
+
+    # -- paths --------------------------------------------------------------------------------
 
     def snapshot_path(self, agent_id: str, session_id: str) -> Path:
-        return self.sessions_dir / agent_id / f"{session_id}{SNAPSHOT_SUFFIX}"
+        return self._paths(agent_id, session_id)[0]
 
     def journal_path(self, agent_id: str, session_id: str) -> Path:
-        return self.sessions_dir / agent_id / f"{session_id}{JOURNAL_SUFFIX}"
+        return self._paths(agent_id, session_id)[1]
 
-    def lock_path(self, session_id: str) -> Path:
-        return self.locks_dir / f"{session_id}.lock"
+    def _paths(self, agent_id: str, session_id: str) -> tuple[Path, Path]:
+        # Remembered: building paths is a measurable share of a turn's cost.
+        key = (agent_id, session_id)
+        paths = self._path_memo.get(key)
+        if paths is None:
+            folder = self.sessions_dir / agent_id
+            paths = (
+                folder / f"{session_id}{SNAPSHOT_SUFFIX}",
+                folder / f"{session_id}{JOURNAL_SUFFIX}",
+            )
+            self._path_memo.put(key, paths)
+        return paths
 
-    # -- public operations --------------------------------------------------------------------
+    # -- locks --------------------------------------------------------------------------------
 
-    def find(self, session_id: str) -> str | None:
-        """The agent folder holding the session's snapshot, or ``None`` if there is none."""
-        cached = self._agent_of.get(session_id)
-        if cached is not None and stat_or_none(self.snapshot_path(cached, session_id)):
-            return cached
-        self._agent_of.pop(session_id, None)
-        for agent_id in list_dir(self.sessions_dir):
-            if is_file_id(agent_id) and stat_or_none(self.snapshot_path(agent_id, session_id)):
-                self._agent_of[session_id] = agent_id
+    @contextmanager
+    def _reading(self, session_id: str) -> Iterator[None]:
+        slot = Slot.session(session_id)
+        self.locks.acquire(slot, shared=True)
+        try:
+            yield
+        finally:
+            self.locks.release(slot)
+
+    @contextmanager
+    def _changing(self, session_id: str) -> Iterator[None]:
+        slot = Slot.session(session_id)
+        self.locks.acquire(slot)
+        try:
+            with self._index_shared():
+                yield
+        finally:
+            self.locks.release(slot)
+
+    @contextmanager
+    def _index_shared(self) -> Iterator[None]:
+        # Held by whatever changes session files or index rows, so that a rebuild, which
+        # holds it exclusively, reads files that do not change under it.
+        self.locks.acquire(INDEX, shared=True)
+        try:
+            yield
+        finally:
+            self.locks.release(INDEX)
+
+    # -- locating -----------------------------------------------------------------------------
+
+    def find(self, session_id: str, hint: str | None = None, *, search: bool = True) -> str | None:
+        """The agent folder holding the session's snapshot, or ``None`` if there is none.
+
+        Tries what this process remembers, then ``hint`` (the index's answer), then, if
+        ``search``, every agent folder: that costs one ``stat`` per agent, and only happens
+        for sessions that do not exist or that the index does not know.
+        """
+        for candidate in (self._agent_of.get(session_id), hint):
+            if candidate is not None and stat_or_none(self.snapshot_path(candidate, session_id)):
+                self._agent_of.put(session_id, candidate)
+                return candidate
+        self._agent_of.pop(session_id)
+        if not search:
+            return None
+        found = self._search(session_id)
+        if found is not None:
+            self._agent_of.put(session_id, found)
+        return found
+
+    def _exists(self, session_id: str, agent_id: str) -> bool:
+        """Whether a create must refuse the id: the index knows the session (or a change of
+        it is pending), or its snapshot is in ``agent_id``'s folder. Other agents' folders
+        are searched only in the first case, so a create costs the same however many agents
+        there are (a snapshot copied by hand into another agent's folder, unknown to the
+        index, is not looked for: the index learns of it when the session is read)."""
+        entry, pending = self.index.lookup(session_id)
+        if entry is not None or pending:
+            return self.find(session_id, entry.agent_id if entry else None) is not None
+        return self.find(session_id, agent_id, search=False) is not None
+
+    def _search(self, session_id: str) -> str | None:
+        for agent_id in self.agent_folders():
+            if stat_or_none(self.snapshot_path(agent_id, session_id)):
                 return agent_id
         return None
 
-    def locations(self) -> list[tuple[str, str]]:
-        """``(agent_id, session_id)`` of every snapshot; other files are not sessions."""
-        found: list[tuple[str, str]] = []
-        for agent_id in list_dir(self.sessions_dir):
-            if not is_file_id(agent_id):
-                continue
-            for name in list_dir(self.sessions_dir / agent_id):
-                stem, _, suffix = name.rpartition(".")
-                if f".{suffix}" == SNAPSHOT_SUFFIX and is_file_id(stem):
-                    found.append((agent_id, stem))
+    def agent_folders(self) -> list[str]:
+        """Agent folders under ``sessions/``, sorted; other names are not sessions'."""
+        return [name for name in list_dir(self.sessions_dir) if is_uuid(name)]
+
+    def session_names(self, agent_id: str) -> list[str]:
+        """Ids of the snapshots in an agent's folder, sorted; other files are not sessions."""
+        found: list[str] = []
+        for name in list_dir(self.sessions_dir / agent_id):
+            stem, _, suffix = name.rpartition(".")
+            if f".{suffix}" == SNAPSHOT_SUFFIX and is_uuid(stem):
+                found.append(stem)
         return found
 
-    def read(self, session_id: str) -> ChatSession | None:
-        if self.find(session_id) is None:
-            return None
-        with self._lock(session_id, shared=True):
-            agent_id = self.find(session_id)
-            if agent_id is None:
-                return None
-            return self._read_locked(session_id, agent_id)
+    # -- reading ------------------------------------------------------------------------------
 
-    def read_at(self, agent_id: str, session_id: str) -> ChatSession | None:
-        """The session whose snapshot is in ``agent_id``'s folder (``load_sessions``)."""
-        with self._lock(session_id, shared=True):
-            if stat_or_none(self.snapshot_path(agent_id, session_id)) is None:
+    def read(self, session_id: str, last: int | None = None) -> ChatSession | None:
+        """The session (with only its ``last`` items, if given), or ``None``; its index row
+        is repaired if it disagrees with the files."""
+        with self._reading(session_id):
+            indexed = self._indexed.get(session_id)
+            agent_id = self.find(session_id, indexed[0] if indexed else None, search=False)
+            entry: Entry | None = None
+            if agent_id is None or indexed is None:
+                entry = self.index.entry(session_id)
+                indexed = (entry.agent_id, entry.revision) if entry else None
+                agent_id = agent_id or self.find(session_id, entry.agent_id if entry else None)
+            if agent_id is None:
+                if indexed is not None:
+                    self._repair(None, session_id)
                 return None
-            self._agent_of[session_id] = agent_id
-            return self._read_locked(session_id, agent_id)
+            try:
+                session = self._read_locked(session_id, agent_id, last)
+            except (CorruptDataError, StoreVersionError):
+                if indexed is None:
+                    self._repair(Found(session_id, agent_id, None), session_id)
+                raise
+            if indexed != (agent_id, session.revision):
+                self._repair(Found(session_id, agent_id, session.header()), session_id)
+            else:
+                self._indexed.put(session_id, indexed)
+            return session
 
     def revision(self, session_id: str) -> int | None:
-        if self.find(session_id) is None:
-            return None
-        with self._lock(session_id, shared=True):
+        with self._reading(session_id):
             agent_id = self.find(session_id)
             if agent_id is None:
                 return None
             return self._inspect(session_id, agent_id).revision
 
+    def try_lease(self, session_id: str) -> LeaseGrant | None:
+        """Take the session's lease unless someone holds it, and read its revision."""
+        slot = Slot.lease(session_id)
+        if not self.locks.acquire(slot, wait=False):
+            return None
+        try:
+            return LeaseGrant(self.revision(session_id), known=True)
+        except StorageError:
+            # A damaged session: whoever reads it next reports that; the lease stands.
+            return LeaseGrant(None, known=False)
+        except BaseException:
+            self.locks.release(slot)
+            raise
+
+    def release_lease(self, session_id: str) -> None:
+        self.locks.release(Slot.lease(session_id))
+
+    def scan_one(self, agent_id: str, session_id: str) -> ChatSession | CorruptRecord | None:
+        """The session in ``agent_id``'s folder for a full scan, or why it cannot be read;
+        ``None`` if it is gone. A second copy of a session under another agent is corrupt."""
+        with self._reading(session_id):
+            path = self.snapshot_path(agent_id, session_id)
+            if stat_or_none(path) is None:
+                return None
+            entry = self.index.entry(session_id)
+            canonical = self.find(session_id, entry.agent_id if entry else None)
+            if canonical is not None and canonical != agent_id:
+                return CorruptRecord(
+                    session_id,
+                    str(path),
+                    f"another copy of this session is in "
+                    f"{self.snapshot_path(canonical, session_id)}",
+                )
+            try:
+                return self._read_whole(session_id, agent_id)
+            except (CorruptDataError, StoreVersionError) as error:
+                return CorruptRecord(
+                    session_id, str(error.details["path"]), error.details["reason"]
+                )
+
+    def count(self) -> int:
+        self.settle_pending()
+        return self.index.count()
+
+    def page(
+        self,
+        *,
+        agent_id: str | None,
+        user_id: str | None,
+        status: SessionStatus | None,
+        below: Position | None,
+        limit: int,
+    ) -> list[SessionHeader]:
+        self.settle_pending()
+        rows = self.index.page(
+            agent_id=agent_id, user_id=user_id, status=status, below=below, limit=limit
+        )
+        headers: list[SessionHeader] = []
+        for row in rows:
+            try:
+                headers.append(SessionHeader.model_validate_json(row))
+            except ValidationError as error:
+                # Written by a newer chatruntime sharing the folder, or edited by hand: the
+                # other sessions are still worth listing.
+                logger.warning("skipping a session the index cannot describe: %s", error)
+        return headers
+
+    # -- the index ----------------------------------------------------------------------------
+
+    def settle_pending(self) -> None:
+        """Rewrite the index rows of sessions whose writer died between changing the files
+        and the index. A session being changed right now is skipped (its writer is alive)."""
+        for session_id in self.index.pending():
+            slot = Slot.session(session_id)
+            if not self.locks.acquire(slot, wait=False):
+                continue
+            try:
+                with self._index_shared():
+                    if self.index.settle(session_id, self.current):
+                        self._indexed.pop(session_id)
+            finally:
+                self.locks.release(slot)
+
+    def current(self, session_id: str) -> Found | None:
+        """What the files say of a session now, read from them alone (not the index)."""
+        agent_id = self._search(session_id)
+        return None if agent_id is None else self._found_at(agent_id, session_id)
+
+    def _scan_for_index(self) -> Iterator[Found]:
+        for agent_id in self.agent_folders():
+            for session_id in self.session_names(agent_id):
+                yield self._found_at(agent_id, session_id)
+
+    def _found_at(self, agent_id: str, session_id: str) -> Found:
+        try:
+            header = self._current_header(session_id, agent_id)
+        except (CorruptDataError, StoreVersionError):
+            header = None
+        return Found(session_id, agent_id, header)
+
+    def _current_header(self, session_id: str, agent_id: str) -> SessionHeader:
+        """The session's header from the snapshot's head and the journal's last line."""
+        header = self._snapshot_header(session_id, agent_id)
+        path = self.journal_path(agent_id, session_id)
+        with opened(path) as got:
+            if got is None:
+                return header
+            fd, stat = got
+            for line in journal_lines_backward(fd, path, stat.st_size):
+                try:
+                    entry = decode_journal_line(line)
+                except Unreadable as error:
+                    raise self._unreadable(session_id, path, error) from None
+                return entry.header if entry.revision > header.revision else header
+        return header
+
+    def _repair(self, found: Found | None, session_id: str) -> None:
+        with self._index_shared():
+            self._finish(found, session_id)
+
+    def _finish(self, found: Found | None, session_id: str) -> None:
+        """Write the session's index row (see ``SessionIndex.finish``) and remember it."""
+        if self.index.finish(found, session_id) and found and found.header:
+            self._indexed.put(session_id, (found.agent_id, found.header.revision))
+        else:
+            self._indexed.pop(session_id)
+
+    def _settle_after_failure(self, session_id: str) -> None:
+        """After a change that failed part way: write the row the files now call for."""
+        try:
+            self._finish(self.current(session_id), session_id)
+        except StorageError as error:
+            logger.warning(
+                "could not read session %s back after a failed change; its index row is "
+                "repaired later: %s",
+                session_id,
+                error,
+            )
+
+    # -- changing -----------------------------------------------------------------------------
+
     def create(self, header: SessionHeader, items: list[HistoryItem]) -> None:
         session_id, agent_id = header.id, header.agent_id
-        with self._lock(session_id):
-            existing = self.find(session_id)
-            if existing is not None:
-                raise ConflictError(
-                    f"session {session_id} already exists "
-                    f"({self.snapshot_path(existing, session_id)})",
-                    session_id=session_id,
-                )
-            ensure_dir(self.sessions_dir / agent_id)
-            # A delete that died after removing the snapshot may have left its journal.
-            remove(self.journal_path(agent_id, session_id))
-            session = ChatSession.from_parts(header, items)
-            stat = write_atomically(
-                self.snapshot_path(agent_id, session_id), encode_snapshot(session)
-            )
-            self._agent_of[session_id] = agent_id
-            self._snapshots[session_id] = _Snapshot(identity(stat), header.revision)
-            self._journals.pop(session_id, None)
+        data = encode_snapshot(ChatSession.from_parts(header, items))
+        with self._changing(session_id):
+            if self._exists(session_id, agent_id):
+                raise session_exists(session_id)
+            self.index.begin(session_id)
+            try:
+                ensure_dir(self.sessions_dir / agent_id)
+                # A delete that died after removing the snapshot may have left its journal.
+                remove(self.journal_path(agent_id, session_id))
+                stat = write_atomically(self.snapshot_path(agent_id, session_id), data)
+            except BaseException:
+                self._settle_after_failure(session_id)
+                raise
+            self._agent_of.put(session_id, agent_id)
+            self._snapshots.put(session_id, _Snapshot(identity(stat), header.revision, True))
+            self._journals.pop(session_id)
+            self._finish(Found(session_id, agent_id, header), session_id)
 
-    def append(self, header: SessionHeader, items: list[HistoryItem], expected: int) -> bool:
+    def append(self, header: SessionHeader, items: Sequence[HistoryItem], expected: int) -> bool:
         """Journal one write guarded by ``expected``; ``True`` while a journal remains."""
         session_id = header.id
-        if self.find(session_id) is None:
-            raise self._missing(session_id)
-        with self._lock(session_id):
+        line = encode_journal_line(header, items)
+        with self._changing(session_id):
             agent_id = self.find(session_id)
             if agent_id is None:
-                raise self._missing(session_id)
-            if agent_id != header.agent_id:
-                raise InvalidInputError(
-                    f"session {session_id} belongs to agent {agent_id}; "
-                    f"a session cannot move to another agent ({header.agent_id})",
-                    session_id=session_id,
-                    agent_id=header.agent_id,
-                )
+                raise session_missing(session_id)
+            check_same_agent(header, agent_id)
             state = self._inspect(session_id, agent_id)
             if state.revision != expected:
-                raise ConflictError(
-                    f"session {session_id} is at revision {state.revision}, "
-                    f"not {expected}: reload it and try again",
-                    session_id=session_id,
-                    stored_revision=state.revision,
-                    expected_revision=expected,
-                )
+                raise stale_revision(session_id, state.revision, expected)
             path = self.journal_path(agent_id, session_id)
             kept = state.journal if not state.journal_is_stale else None
-            if state.journal is not None and kept is None:
-                remove(path)
-            elif kept is not None and state.journal_is_torn:
-                # A torn line from an append that never returned: cut it off, or this
-                # line would follow it and the journal would be corrupt from then on.
-                truncate_durably(path, kept.complete)
-            size_before = kept.complete if kept else 0
-            stat = append_durably(path, encode_journal_line(header, items), size_before=size_before)
-            self._journals[session_id] = _Journal(
-                snapshot=state.snapshot.identity,
-                file=(stat.st_dev, stat.st_ino),
-                complete=stat.st_size,
-                version=_version(stat),
-                lines=(kept.lines if kept else 0) + 1,
-                first=kept.first if kept and kept.first is not None else header.revision,
-                last=header.revision,
+            self.index.begin(session_id)
+            try:
+                if state.journal is not None and kept is None:
+                    remove(path)
+                elif kept is not None and state.journal_is_torn:
+                    # A torn line from an append that never returned: cut it off, or this
+                    # line would follow it and the journal would be corrupt from then on.
+                    truncate_durably(path, kept.complete)
+                size_before = kept.complete if kept else 0
+                stat = append_durably(path, line, size_before=size_before)
+            except BaseException:
+                self._settle_after_failure(session_id)
+                raise
+            self._journals.put(
+                session_id,
+                _Journal(
+                    snapshot=state.snapshot.identity,
+                    file=(stat.st_dev, stat.st_ino),
+                    complete=stat.st_size,
+                    version=_version(stat),
+                    lines=(kept.lines if kept else 0) + 1,
+                    first=kept.first if kept and kept.first is not None else header.revision,
+                    last=header.revision,
+                ),
             )
+            self._finish(Found(session_id, agent_id, header), session_id)
             if not self._fold_due(stat.st_size, state.snapshot.size):
                 return True
             try:
@@ -294,51 +610,38 @@ class SessionFiles:
 
     def fold(self, session_id: str) -> None:
         """Fold the session's journal into its snapshot, if it has one."""
-        if self.find(session_id) is None:
-            return
-        with self._lock(session_id):
+        with self._changing(session_id):
             agent_id = self.find(session_id)
             if agent_id is not None:
                 self._fold_locked(session_id, agent_id)
 
     def delete(self, session_id: str) -> bool:
-        if self.find(session_id) is None:
-            return False
-        ensure_dir(self.locks_dir)
-        lock_path = self.lock_path(session_id)
-        fd = lock_file(lock_path)
-        assert fd is not None
-        deleted = False
-        try:
-            agent_id = self.find(session_id)
+        with self._changing(session_id):
+            entry = self.index.entry(session_id)
+            agent_id = self.find(session_id, entry.agent_id if entry else None)
             if agent_id is None:
+                if entry is not None:
+                    self._finish(None, session_id)
                 return False
             # A corrupt session is the only copy of what it held: deleting it is for a
             # person to decide, by hand, not for a call that cannot even show its content.
-            self._read_locked(session_id, agent_id)
-            # The snapshot goes first: without it the session does not exist, whereas a
-            # journal left alone by a crash here is ignored and cleared by the next create.
-            remove(self.snapshot_path(agent_id, session_id))
-            remove(self.journal_path(agent_id, session_id))
+            self._read_whole(session_id, agent_id)
+            self.index.begin(session_id)
+            try:
+                # The snapshot goes first: without it the session does not exist, whereas a
+                # journal left alone by a crash here is ignored and cleared by the next create.
+                remove(self.snapshot_path(agent_id, session_id))
+                remove(self.journal_path(agent_id, session_id))
+                # Without this a power cut could bring the deleted session back.
+                fsync_dir(self.snapshot_path(agent_id, session_id).parent)
+            except BaseException:
+                self._settle_after_failure(session_id)
+                raise
             self._forget(session_id)
-            # Without this a power cut could bring the deleted session back.
-            fsync_dir(self.snapshot_path(agent_id, session_id).parent)
-            deleted = True
+            self._finish(None, session_id)
             return True
-        finally:
-            unlock_file(fd, lock_path if deleted else None)
 
     # -- internals ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _lock(self, session_id: str, *, shared: bool = False) -> Iterator[None]:
-        ensure_dir(self.locks_dir)
-        fd = lock_file(self.lock_path(session_id), shared=shared)
-        assert fd is not None
-        try:
-            yield
-        finally:
-            unlock_file(fd)
 
     def _fold_due(self, journal_bytes: int, snapshot_bytes: int) -> bool:
         # Folding when the journal reaches a fixed share of the snapshot keeps the amortised
@@ -354,7 +657,7 @@ class SessionFiles:
         snapshot = self._inspect(session_id, agent_id).snapshot
         got = read_file(snapshot_path)
         if got is None:
-            raise self._missing(session_id)
+            raise session_missing(session_id)
         data, stat = got
         if identity(stat) != snapshot.identity:  # only a program ignoring our locks does this
             raise StorageError(f"{snapshot_path} changed while locked", path=str(snapshot_path))
@@ -362,24 +665,27 @@ class SessionFiles:
         if applied:
             header = applied[-1].header
             items = [item for entry in applied for item in entry.items]
-            folded = extend_snapshot(data, header, items)
+            folded: bytes | None = None
+            if snapshot.validated and layout_of(data) == Layout.LINES:
+                folded = extend_snapshot(data, header, items)
             if folded is None:
-                history = decode_record(ChatSession, data).history + items
-                folded = encode_snapshot(ChatSession.from_parts(header, history))
+                # Parsed whole: a snapshot only ever checked by its header is checked in full
+                # before its bytes are carried over (a damaged one is never rewritten), and
+                # one in an older layout is written in the current one.
+                old = self._decode_snapshot(session_id, agent_id, snapshot_path, data)
+                folded = encode_snapshot(ChatSession.from_parts(header, old.history + items))
             stat = write_atomically(snapshot_path, folded)
-            self._snapshots[session_id] = _Snapshot(identity(stat), header.revision)
+            self._snapshots.put(session_id, _Snapshot(identity(stat), header.revision, True))
         # No directory sync needed: if this removal is lost, the journal comes back holding
         # only revisions the (durable) snapshot has, and replay skips them.
         remove(journal_path)
-        self._journals.pop(session_id, None)
+        self._journals.pop(session_id)
 
     def _forget(self, session_id: str) -> None:
-        self._agent_of.pop(session_id, None)
-        self._snapshots.pop(session_id, None)
-        self._journals.pop(session_id, None)
-
-    def _missing(self, session_id: str) -> ConflictError:
-        return ConflictError(f"session {session_id} no longer exists", session_id=session_id)
+        self._indexed.pop(session_id)
+        self._agent_of.pop(session_id)
+        self._snapshots.pop(session_id)
+        self._journals.pop(session_id)
 
     def _unreadable(
         self, session_id: str, path: Path, error: Unreadable, line: int | None = None
@@ -398,34 +704,164 @@ class SessionFiles:
     ) -> StorageError:
         return self._unreadable(session_id, path, Unreadable(reason), line)
 
-    def _read_snapshot(self, session_id: str, agent_id: str) -> tuple[_Snapshot, ChatSession]:
-        path = self.snapshot_path(agent_id, session_id)
-        got = read_file(path)
-        if got is None:
-            raise self._missing(session_id)
-        data, stat = got
+    def _check_names(
+        self, session_id: str, agent_id: str, path: Path, found: SessionHeader
+    ) -> None:
+        if found.id != session_id or found.agent_id != agent_id:
+            raise self._corrupt(
+                session_id,
+                path,
+                f"the file holds session {found.id} of agent {found.agent_id}, "
+                f"but its path says session {session_id} of agent {agent_id}",
+            )
+
+    def _decode_snapshot(
+        self, session_id: str, agent_id: str, path: Path, data: bytes
+    ) -> ChatSession:
         try:
             session = decode_record(ChatSession, data)
         except Unreadable as error:
             raise self._unreadable(session_id, path, error) from None
-        if session.id != session_id or session.agent_id != agent_id:
-            raise self._corrupt(
-                session_id,
-                path,
-                f"the file holds session {session.id} of agent {session.agent_id}, "
-                f"but its path says session {session_id} of agent {agent_id}",
-            )
-        snapshot = _Snapshot(identity(stat), session.revision)
-        self._snapshots[session_id] = snapshot
-        return snapshot, session
+        self._check_names(session_id, agent_id, path, session)
+        return session
 
-    def _read_locked(self, session_id: str, agent_id: str) -> ChatSession:
-        snapshot, session = self._read_snapshot(session_id, agent_id)
+    def _snapshot_header(self, session_id: str, agent_id: str) -> SessionHeader:
+        return self._snapshot_state(session_id, agent_id)[1]
+
+    def _snapshot_state(self, session_id: str, agent_id: str) -> tuple[_Snapshot, SessionHeader]:
+        """The snapshot and its header, read from its head alone where the layout allows
+        (else from the whole file, which is then known valid); remembered."""
+        path = self.snapshot_path(agent_id, session_id)
+        with opened(path) as got:
+            if got is None:
+                raise session_missing(session_id)
+            fd, stat = got
+            try:
+                head = read_head(fd, path, stat.st_size)
+            except Unreadable:
+                head = None  # parsed whole below, for the exact reason
+            if head is not None:
+                self._check_names(session_id, agent_id, path, head.header)
+                header: SessionHeader = head.header
+                validated = False
+            else:
+                header = self._decode_snapshot(
+                    session_id, agent_id, path, read_at(fd, path, 0, stat.st_size)
+                )
+                validated = True
+        snapshot = self._snapshots.get(session_id)
+        if snapshot is None or snapshot.identity != identity(stat) or not snapshot.validated:
+            snapshot = _Snapshot(identity(stat), header.revision, validated)
+            self._snapshots.put(session_id, snapshot)
+        return snapshot, header
+
+    def _read_locked(self, session_id: str, agent_id: str, last: int | None) -> ChatSession:
+        if last is not None:
+            try:
+                return self._read_tail(session_id, agent_id, last)
+            except _TailMiss:
+                pass
+        session = self._read_whole(session_id, agent_id)
+        if last is not None:
+            session.history = session.history[len(session.history) - last :] if last else []
+        return session
+
+    def _read_whole(self, session_id: str, agent_id: str) -> ChatSession:
+        path = self.snapshot_path(agent_id, session_id)
+        got = read_file(path)
+        if got is None:
+            raise session_missing(session_id)
+        data, stat = got
+        session = self._decode_snapshot(session_id, agent_id, path, data)
+        snapshot = _Snapshot(identity(stat), session.revision, True)
+        self._snapshots.put(session_id, snapshot)
         applied = self._journal_entries(session_id, agent_id, snapshot)
         if not applied:
             return session
         history = session.history + [item for entry in applied for item in entry.items]
         return ChatSession.from_parts(applied[-1].header, history)
+
+    def _read_tail(self, session_id: str, agent_id: str, last: int) -> ChatSession:
+        """The header and last ``last`` items, from the ends of the files.
+
+        Raises:
+            _TailMiss: The files cannot be read this way (layout, a damaged line, a gap): the
+                caller reads the whole session, which reports damage exactly.
+        """
+        path = self.snapshot_path(agent_id, session_id)
+        with opened(path) as got:
+            if got is None:
+                raise session_missing(session_id)
+            fd, stat = got
+            try:
+                head = read_head(fd, path, stat.st_size)
+            except Unreadable:
+                raise _TailMiss from None
+            if head is None or head.layout != Layout.LINES:
+                raise _TailMiss
+            if head.header.id != session_id or head.header.agent_id != agent_id:
+                raise _TailMiss
+            known = self._snapshots.get(session_id)
+            if known is None or known.identity != identity(stat):
+                self._snapshots.put(
+                    session_id, _Snapshot(identity(stat), head.header.revision, False)
+                )
+            newest, entries = self._journal_tail(session_id, agent_id, head.header.revision, last)
+            header = newest or head.header
+            items = [item for entry in reversed(entries) for item in entry.items]
+            if len(items) >= last:
+                return ChatSession.from_parts(header, items[len(items) - last :])
+            try:
+                older = read_last_items(fd, path, head, last - len(items))
+            except Unreadable:
+                raise _TailMiss from None
+            return ChatSession.from_parts(header, older + items)
+
+    def _journal_tail(
+        self, session_id: str, agent_id: str, snapshot_revision: int, last: int
+    ) -> tuple[SessionHeader | None, list[JournalItems]]:
+        """The journal's entries after the snapshot, newest first, going back only until they
+        hold ``last`` items, and the newest one's header (``None`` if there are none)."""
+        path = self.journal_path(agent_id, session_id)
+        newest: SessionHeader | None = None
+        entries: list[JournalItems] = []
+        with opened(path) as got:
+            if got is None:
+                return newest, entries
+            fd, stat = got
+            lines = journal_lines_backward(fd, path, stat.st_size)
+            count = 0
+            while True:
+                # Lines are parsed a few at a time, as many as a turn's worth of items each
+                # would need: one parse for a typical tail read.
+                wanted = min(64, max(0, last - count) // 4 + 2)
+                batch = list(itertools.islice(lines, wanted))
+                if not batch:
+                    break
+                try:
+                    if newest is None and not entries:
+                        newest = decode_journal_line(batch[0]).header
+                    decoded = decode_journal_items_batch(batch)
+                except Unreadable:
+                    raise _TailMiss from None
+                for entry in decoded:
+                    if (
+                        entry.header.id != session_id
+                        or entry.header.agent_id != agent_id
+                        or entry.revision != entry.header.revision
+                        or (entries and entry.revision != entries[-1].revision - 1)
+                    ):
+                        raise _TailMiss
+                    if entry.revision <= snapshot_revision:
+                        # Older lines the snapshot holds already.
+                        return (newest if entries else None), entries
+                    entries.append(entry)
+                    count += len(entry.items)
+                    if count >= last:
+                        return newest, entries
+        if entries and entries[-1].revision != snapshot_revision + 1:
+            raise _TailMiss  # revisions missing between the snapshot and the journal
+        return (newest if entries else None), entries
 
     def _journal_entries(
         self, session_id: str, agent_id: str, snapshot: _Snapshot
@@ -433,26 +869,26 @@ class SessionFiles:
         """The whole journal's lines that come after ``snapshot``, checked."""
         got = read_file(self.journal_path(agent_id, session_id))
         if got is None:
-            self._journals.pop(session_id, None)
+            self._journals.pop(session_id)
             return []
         data, stat = got
         start = _Journal(snapshot.identity, (stat.st_dev, stat.st_ino), 0, (0, 0, 0), 0, None, None)
         journal, entries = self._check_journal(session_id, agent_id, snapshot, start, data, stat)
-        self._journals[session_id] = journal
+        self._journals.put(session_id, journal)
         return [entry for entry in entries if entry.revision > snapshot.revision]
 
     def _inspect(self, session_id: str, agent_id: str) -> _State:
         """The session's revision state, reading only what the memos cannot vouch for."""
         stat = stat_or_none(self.snapshot_path(agent_id, session_id))
         if stat is None:
-            raise self._missing(session_id)
+            raise session_missing(session_id)
         snapshot = self._snapshots.get(session_id)
         if snapshot is None or snapshot.identity != identity(stat):
-            snapshot, _ = self._read_snapshot(session_id, agent_id)
+            snapshot, _ = self._snapshot_state(session_id, agent_id)
         path = self.journal_path(agent_id, session_id)
         stat = stat_or_none(path)
         if stat is None:
-            self._journals.pop(session_id, None)
+            self._journals.pop(session_id)
             return _State(snapshot, None)
         file = (stat.st_dev, stat.st_ino)
         start = self._journals.get(session_id)
@@ -467,10 +903,10 @@ class SessionFiles:
             start = _Journal(snapshot.identity, file, 0, (0, 0, 0), 0, None, None)
         got = read_file(path, start.complete)
         if got is None:
-            self._journals.pop(session_id, None)
+            self._journals.pop(session_id)
             return _State(snapshot, None)
         journal, _ = self._check_journal(session_id, agent_id, snapshot, start, *got)
-        self._journals[session_id] = journal
+        self._journals.put(session_id, journal)
         return _State(snapshot, journal)
 
     def _check_journal(

@@ -10,20 +10,30 @@ import anyio
 
 from ..models import (
     AgentSpec,
-    BusyError,
     ChatSession,
-    ConflictError,
     HistoryItem,
     SessionHeader,
+    SessionStatus,
 )
-from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, LoadReport
+from ..models._page import LIST_LIMIT_DEFAULT, SessionPage
+from ._errors import (
+    busy,
+    check_revision_step,
+    check_same_agent,
+    session_exists,
+    session_missing,
+    stale_revision,
+)
+from ._paging import check_listing, page_from_sorted, position
+from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
 
 
 class MemoryStore:
     """Keeps everything in dictionaries; nothing survives the process.
 
     Records are copied on the way in and out, so callers can never change stored data by
-    mutating what they passed or got back, just as with a real store.
+    mutating what they passed or got back, just as with a real store. Listing sorts the
+    matching headers on every call: this store is a test double, not an index.
     """
 
     def __init__(self) -> None:
@@ -55,13 +65,44 @@ class MemoryStore:
     async def delete_agent(self, agent_id: str) -> bool:
         return self._agents.pop(agent_id, None) is not None
 
-    async def load_sessions(self) -> LoadReport:
-        return LoadReport(sessions=[self._session(session_id) for session_id in self._headers])
+    async def scan_sessions(self) -> AsyncIterator[ChatSession | CorruptRecord]:
+        for session_id in list(self._headers):
+            if session_id in self._headers:
+                yield self._session(session_id)
 
-    async def get_session(self, session_id: str) -> ChatSession | None:
+    async def count_sessions(self) -> int:
+        return len(self._headers)
+
+    async def list_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        after = check_listing(
+            agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
+        )
+        chosen = sorted(
+            (
+                header
+                for header in self._headers.values()
+                if (agent_id is None or header.agent_id == agent_id)
+                and (user_id is None or header.user_id == user_id)
+                and (status is None or header.status == status)
+                and (after is None or position(header) < after)
+            ),
+            key=position,
+            reverse=True,
+        )
+        return page_from_sorted((header.header() for header in chosen), limit)
+
+    async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
         if session_id not in self._headers:
             return None
-        return self._session(session_id)
+        return self._session(session_id, last)
 
     async def get_revision(self, session_id: str) -> int | None:
         header = self._headers.get(session_id)
@@ -73,22 +114,20 @@ class MemoryStore:
         new_items: Sequence[HistoryItem],
         *,
         expected_revision: int | None,
+        lease: Lease | None = None,
     ) -> None:
+        check_revision_step(header, expected_revision)
         stored = self._headers.get(header.id)
         if expected_revision is None:
             if stored is not None:
-                raise ConflictError(f"session {header.id} already exists", session_id=header.id)
+                raise session_exists(header.id)
             self._histories[header.id] = []
         elif stored is None:
-            raise ConflictError(f"session {header.id} no longer exists", session_id=header.id)
+            raise session_missing(header.id)
         elif stored.revision != expected_revision:
-            raise ConflictError(
-                f"session {header.id} is at revision {stored.revision}, "
-                f"not {expected_revision}: reload it and try again",
-                session_id=header.id,
-                stored_revision=stored.revision,
-                expected_revision=expected_revision,
-            )
+            raise stale_revision(header.id, stored.revision, expected_revision)
+        else:
+            check_same_agent(header, stored.agent_id)
         self._headers[header.id] = header.header()
         self._histories[header.id].extend(item.model_copy(deep=True) for item in new_items)
 
@@ -103,25 +142,33 @@ class MemoryStore:
         *,
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[Lease]:
         lock = self._leases.get(session_id)
         if lock is None:
             lock = anyio.Lock()
             self._leases[session_id] = lock
-        with anyio.move_on_after(timeout) as scope:
-            await lock.acquire()
-        if scope.cancelled_caught:
-            raise BusyError(
-                f"session {session_id} is busy: another turn held it for over {timeout:g}s",
-                session_id=session_id,
-                timeout=timeout,
-            )
         try:
-            yield
+            lock.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(timeout) as scope:
+                await lock.acquire()
+            if scope.cancelled_caught:
+                raise busy(session_id, timeout) from None
+        try:
+            stored = self._headers.get(session_id)
+            yield Lease(
+                session_id,
+                revision=stored.revision if stored else None,
+                revision_known=True,
+            )
         finally:
             lock.release()
 
-    def _session(self, session_id: str) -> ChatSession:
+    def _session(self, session_id: str, last: int | None = None) -> ChatSession:
         header = self._headers[session_id]
-        history = [item.model_copy(deep=True) for item in self._histories[session_id]]
-        return ChatSession.from_parts(header.header(), history)
+        history = self._histories[session_id]
+        if last is not None:
+            history = history[-last:] if last > 0 else []
+        return ChatSession.from_parts(
+            header.header(), [item.model_copy(deep=True) for item in history]
+        )

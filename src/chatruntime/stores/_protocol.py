@@ -9,12 +9,20 @@ history holds ten items or ten thousand.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..models import AgentSpec, ChatSession, CorruptDataError, HistoryItem, SessionHeader
+from ..models import (
+    AgentSpec,
+    ChatSession,
+    CorruptDataError,
+    HistoryItem,
+    SessionHeader,
+    SessionStatus,
+)
+from ..models._page import LIST_LIMIT_DEFAULT, SessionPage
 
 DEFAULT_LEASE_TTL = 30.0
 """Seconds a session lease lives unless renewed; a crashed holder's lease ends after this."""
@@ -49,10 +57,32 @@ class CorruptRecord:
 
 @dataclass
 class LoadReport:
-    """What :meth:`SessionStore.load_sessions` found: the sessions read and the ones not."""
+    """What :func:`load_all` found: the sessions read and the ones not."""
 
     sessions: list[ChatSession] = field(default_factory=list)
     corrupt: list[CorruptRecord] = field(default_factory=list)
+
+
+@dataclass
+class Lease:
+    """A session lease while it is held: what ``SessionStore.lease`` yields.
+
+    Attributes:
+        session_id: The session held.
+        token: The holder's token in stores that keep one (Redis, SQL), else ``""``.
+        revision: The session's stored revision read in the same step that granted the
+            lease, when ``revision_known`` (saves a separate :meth:`SessionStore.get_revision`).
+            ``None`` with ``revision_known`` means the session does not exist.
+        revision_known: Whether ``revision`` was read when the lease was granted.
+        released: Set by a store whose :meth:`SessionStore.write_session` gave the lease back
+            in the same step as the write; leaving the ``async with`` then does nothing more.
+    """
+
+    session_id: str
+    token: str = ""
+    revision: int | None = None
+    revision_known: bool = False
+    released: bool = False
 
 
 @runtime_checkable
@@ -93,12 +123,44 @@ class SessionStore(Protocol):
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def load_sessions(self) -> LoadReport:
-        """Every stored session, plus the ones that could not be read."""
+    def scan_sessions(self) -> AsyncIterator[ChatSession | CorruptRecord]:
+        """Every stored session with its history, and a :class:`CorruptRecord` for each one
+        that cannot be read, one at a time (memory does not grow with the store's size).
+
+        For full scans only (checks, exports); nothing on a hot path calls it.
+        """
         ...
 
-    async def get_session(self, session_id: str) -> ChatSession | None:
-        """One session with its full history, or ``None`` if it does not exist.
+    async def count_sessions(self) -> int:
+        """How many sessions are stored (from the store's index; corrupt ones included)."""
+        ...
+
+    async def list_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of session headers (no history) from the store's index, most recent
+        activity first (see ``stores._paging`` for the order and the cursor).
+
+        Its cost depends on ``limit``, not on how many sessions are stored. Sessions whose
+        record cannot be read may be listed from the index; reading them raises.
+
+        Raises:
+            InvalidInputError: ``limit`` out of 1..1000, a bad status, or a cursor no listing
+                returned.
+        """
+        ...
+
+    async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
+        """One session, or ``None`` if it does not exist.
+
+        With ``last``, its history holds only the last ``last`` items (all when it has
+        fewer), read without reading the rest; the header is whole either way.
 
         Raises:
             CorruptDataError: The record exists but cannot be read.
@@ -115,16 +177,24 @@ class SessionStore(Protocol):
         new_items: Sequence[HistoryItem],
         *,
         expected_revision: int | None,
+        lease: Lease | None = None,
     ) -> None:
         """Replace a session's header and append ``new_items`` to its history, atomically.
 
         ``expected_revision=None`` creates the session and fails if it exists. Otherwise the
-        stored revision must equal ``expected_revision``; ``header.revision`` is the new one.
-        When the call returns, the write is durable; when it raises, nothing was written.
+        stored revision must equal ``expected_revision`` and ``header.revision`` must be
+        ``expected_revision + 1``; the header must name the stored session's agent. When the
+        call returns, the write is durable; when it raises, nothing was written.
+
+        ``lease`` is the caller's lease on the session, if it holds one: a store may check in
+        the same step that it still holds it, and give it back there (setting
+        ``lease.released``) to save a round trip.
 
         Raises:
             ConflictError: The session exists (create) or its revision moved on (update), or
                 it does not exist (update).
+            InvalidInputError: The revision does not step by one, or the header names another
+                agent than the stored session.
             StorageError: The write failed; the stored session is unchanged.
         """
         ...
@@ -139,11 +209,23 @@ class SessionStore(Protocol):
         *,
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[Lease]:
         """Hold the session exclusively across processes for the body of an ``async with``.
 
         Waits up to ``timeout`` seconds for another holder, then raises ``BusyError``. A
         holder that dies loses the lease after at most ``ttl`` seconds; a living holder keeps
-        it renewed.
+        it renewed. Taking and giving back a lease writes nothing durable where the store can
+        avoid it (file locks), and never holds a database connection while the body runs.
         """
         ...
+
+
+async def load_all(store: SessionStore) -> LoadReport:
+    """Every session of ``store`` in memory at once: for tests and small stores only."""
+    report = LoadReport()
+    async for found in store.scan_sessions():
+        if isinstance(found, CorruptRecord):
+            report.corrupt.append(found)
+        else:
+            report.sessions.append(found)
+    return report

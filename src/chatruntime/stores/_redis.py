@@ -1,77 +1,75 @@
 """``RedisStore``: sessions and agents in Redis, shared by any number of worker processes.
 
-Key layout (every key starts with the store's ``key_prefix``, written ``{p}`` here)::
-
-    {p}chatruntime:schema                    string  layout version of the data under {p}
-    {p}chatruntime:agent:{id}                string  AgentSpec JSON
-    {p}chatruntime:agents                    zset    agent ids scored by created_at
-    {p}chatruntime:session:{id}              hash    revision, header (JSON), agentId, userId
-    {p}chatruntime:history:{id}              list    one history item JSON per element
-    {p}chatruntime:sessions                  zset    session ids scored by last activity
-    {p}chatruntime:agent_sessions:{agentId}  zset    the agent's session ids, by last activity
-    {p}chatruntime:user_sessions:{userId}    zset    the user's session ids, by last activity
-    {p}chatruntime:lease:{id}                string  token of the session's lease holder
-
-A turn appends its items to the history list with ``RPUSH``; nothing rewrites a history, so a
-turn costs the same however long the conversation is. Changes that touch several keys run as
-Lua scripts (``_redis_scripts``), so readers never see them half done.
+The key layout is described in ``_redis_keys``; the Lua scripts that change several keys at
+once in ``_redis_scripts``. A turn appends its items to the history list with ``RPUSH``;
+nothing rewrites a history, so a turn costs the same however long the conversation is, and the
+last items of a history are one ``LRANGE`` away. Listings read sorted-set indexes a page at a
+time, so their cost does not grow with the number of sessions either.
 
 Scripts name index keys they compute from the prefix, so the store needs one Redis server
 (with replicas or Sentinel if wanted), not Redis Cluster.
 
 Expiry: a session whose header has ``expires_at`` gets ``PEXPIREAT`` on its hash and history,
-so Redis itself removes it at that time. Index entries it leaves behind are ignored by readers;
-:meth:`RedisStore.load_sessions` drops them from the index of all sessions as it meets them,
-while per-agent and per-user entries stay until a listing by agent or user prunes them the
-same way (their scores are last-activity times, so a sweep can also find them by range).
+so Redis itself removes it at that time. Its index entries are removed by the next listing or
+count after that (each sweeps a bounded number of expired sessions first), and listings and
+counts never show an expired session meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
-from functools import partial
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 import anyio
-import redis
-from pydantic import TypeAdapter, ValidationError
 from redis import exceptions as redis_errors
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from ..models import (
     AgentSpec,
+    BusyError,
     ChatSession,
-    ConflictError,
     CorruptDataError,
     HistoryItem,
     InvalidInputError,
     SessionHeader,
+    SessionStatus,
     StorageError,
     StoreVersionError,
 )
+from ..models._page import LIST_LIMIT_DEFAULT, SessionPage
 from . import _redis_scripts as scripts
+from ._errors import (
+    check_revision_step,
+    check_same_agent,
+    session_exists,
+    session_missing,
+    stale_revision,
+)
 from ._lease import TokenLease
-from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, LoadReport
-from ._records import describe_invalid, parse_agent
+from ._paging import check_listing, encode_cursor
+from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
+from ._records import parse_agent
+from ._redis_codec import dump, dump_header, is_wrong_type, parse_header, parse_read, text
+from ._redis_keys import LAYOUT_VERSION, RedisKeys
+from ._redis_pool import PoolSettings, describe_server, pool_error, pool_from_url
+from ._redis_upgrade import upgrade_layout
 
 __all__ = ["REDIS_LAYOUT_VERSION", "RedisStore"]
 
 logger = logging.getLogger("chatruntime.stores.redis")
 
-REDIS_LAYOUT_VERSION: Final = 1
+REDIS_LAYOUT_VERSION: Final = LAYOUT_VERSION
 """Version of the key layout this chatruntime writes; kept in ``{prefix}chatruntime:schema``."""
 
-_URL_SCHEMES: Final = ("redis", "rediss", "unix")
-_HEADER_FIELDS: Final[set[str]] = set(SessionHeader.model_fields)
-_ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
 _BATCH: Final = 200
-"""Sessions or agents read per round trip when loading everything."""
+"""Agents read per round trip when listing them all."""
+_SCAN_BATCH: Final = 50
+"""Sessions read per round trip by a full scan (each with its whole history)."""
+_LIST_EXAMINE_EXTRA: Final = 1000
+"""Index entries a listing may pass over (not matching every filter) beyond the page it fills;
+past that it answers a shorter page with a cursor, so its cost stays bounded by the page."""
 
 
 class RedisStore:
@@ -80,30 +78,42 @@ class RedisStore:
     Give it exactly one of a URL, a client or a connection pool. The store closes only what it
     created itself: a client or pool passed in stays open for its owner.
 
+    A store built from a URL uses a blocking connection pool: when all ``max_connections``
+    connections are in use, a call waits up to ``pool_timeout`` seconds for one to come back,
+    then fails with ``StorageError`` naming both settings. Both can be set as arguments or in
+    the URL's query (``redis://host:6379/0?max_connections=128&pool_timeout=30``). The defaults
+    (64 connections, 20 s) serve 1,000 concurrent sessions in one process: a call holds a
+    connection for one round trip, and a turn makes two (taking the lease reads the revision;
+    the write checks the lease is still the caller's and gives it back).
+
     Leases are Redis keys set with ``SET NX PX`` to a random token, renewed in the background
     while held and deleted only by the holder whose token they still carry.
 
-    A client or pool passed in keeps its own settings (timeouts, retries). Give it a
+    A client or pool passed in keeps its own settings (timeouts, retries, pool size; a plain
+    ``ConnectionPool`` fails at once when full, a ``BlockingConnectionPool`` waits). Give it a
     ``driver_info`` naming the redis-py version, as the store does for its own pool: without
     one, recent redis-py versions read package metadata from disk for each new connection.
 
     Example:
-        >>> store = RedisStore("redis://localhost:6379/0", key_prefix="myapp:")
+        >>> store = RedisStore("redis://localhost:6379/0?max_connections=128", key_prefix="app:")
         >>> await store.initialize()
 
     Args:
-        url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
-            ``unix:///path/to/socket``.
+        url: ``redis://[[user]:password@]host[:port][/db][?query]``, ``rediss://...`` (TLS) or
+            ``unix:///path/to/socket``. The query may hold ``max_connections``,
+            ``pool_timeout`` and redis-py's own connection settings.
         client: An existing ``redis.asyncio.Redis`` to use instead of a URL.
         connection_pool: An existing ``redis.asyncio.ConnectionPool`` to use instead of a URL.
         key_prefix: Prepended to every key, to keep several applications, environments or
             tenants apart on one server (for example ``"prod:"``).
         socket_timeout: Seconds to wait for any one answer from Redis (URL only).
         connect_timeout: Seconds to wait for a connection to Redis (URL only).
+        max_connections: Connections the pool opens at most (URL only; default 64).
+        pool_timeout: Seconds a call waits for a free connection (URL only; default 20).
 
     Raises:
-        InvalidInputError: The URL is malformed, or not exactly one of ``url``, ``client``
-            and ``connection_pool`` was given.
+        InvalidInputError: The URL is malformed, not exactly one of ``url``, ``client`` and
+            ``connection_pool`` was given, or a setting is out of range or given twice.
     """
 
     def __init__(
@@ -115,6 +125,8 @@ class RedisStore:
         key_prefix: str = "",
         socket_timeout: float = 5.0,
         connect_timeout: float = 5.0,
+        max_connections: int | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         sources = {"url": url, "client": client, "connection_pool": connection_pool}
         given = [name for name, value in sources.items() if value is not None]
@@ -130,13 +142,28 @@ class RedisStore:
         for name, seconds in timeouts.items():
             if not seconds > 0:
                 raise InvalidInputError(f"{name} must be positive, got {seconds!r}", field=name)
+        if url is None and (max_connections is not None or pool_timeout is not None):
+            raise InvalidInputError(
+                "max_connections and pool_timeout apply to a store built from a URL; "
+                "set them on the client or connection pool passed in",
+                field="max_connections" if max_connections is not None else "pool_timeout",
+            )
 
+        self._keys = RedisKeys(key_prefix)
         self._prefix = key_prefix
         self._socket_timeout = float(socket_timeout)
         self._connect_timeout = float(connect_timeout)
         self._own_pool: ConnectionPool | None = None
         if url is not None:
-            pool = _pool_from_url(url, self._socket_timeout, self._connect_timeout)
+            pool = pool_from_url(
+                url,
+                PoolSettings(
+                    socket_timeout=self._socket_timeout,
+                    connect_timeout=self._connect_timeout,
+                    max_connections=max_connections,
+                    pool_timeout=pool_timeout,
+                ),
+            )
             self._own_pool = pool
             self._client = Redis(connection_pool=pool)
         elif connection_pool is not None:
@@ -144,13 +171,17 @@ class RedisStore:
         else:
             assert client is not None
             self._client = client
-        self._server = _describe_server(self._client)
+        self._server = describe_server(self._client)
 
-        self._write_session = self._client.register_script(scripts.WRITE_SESSION)
-        self._delete_session = self._client.register_script(scripts.DELETE_SESSION)
-        self._prune_index = self._client.register_script(scripts.PRUNE_SESSION_INDEX)
-        self._expire_if_held = self._client.register_script(scripts.RENEW_LEASE)
-        self._delete_if_held = self._client.register_script(scripts.RELEASE_LEASE)
+        register = self._client.register_script
+        self._write_session = register(scripts.WRITE_SESSION)
+        self._delete_session = register(scripts.DELETE_SESSION)
+        self._read_session = register(scripts.READ_SESSION)
+        self._list_sessions = register(scripts.LIST_SESSIONS)
+        self._count_sessions = register(scripts.COUNT_SESSIONS)
+        self._take_lease = register(scripts.TAKE_LEASE)
+        self._renew_lease = register(scripts.RENEW_LEASE)
+        self._release_lease = register(scripts.RELEASE_LEASE)
 
     def __repr__(self) -> str:
         return f"RedisStore(server={self._server!r}, key_prefix={self._prefix!r})"
@@ -170,10 +201,13 @@ class RedisStore:
     async def initialize(self) -> None:
         """Check that Redis answers and holds data this version can read; idempotent.
 
+        Data of an earlier key layout is upgraded in place, once (see ``_redis_upgrade``).
+
         Raises:
             StorageError: Redis cannot be reached in time or refused the credentials.
             StoreVersionError: The data under this prefix was written by a newer chatruntime.
         """
+        schema_key = self._keys.schema
         with self._mapped_errors("connecting"):
             try:
                 with anyio.fail_after(self._connect_timeout + self._socket_timeout):
@@ -184,24 +218,26 @@ class RedisStore:
                     f"{self._connect_timeout + self._socket_timeout:g}s",
                     server=self._server,
                 ) from error
-            schema_key = self._key("schema")
-            await self._client.set(schema_key, REDIS_LAYOUT_VERSION, nx=True)
+            await self._client.set(schema_key, LAYOUT_VERSION, nx=True)
             raw = await self._client.get(schema_key)
-        found = _text(raw)
+        found = text(raw)
         if found is None or not found.isdigit():
             raise CorruptDataError(
                 f"{schema_key} holds {found!r}, not a layout version number",
                 location=schema_key,
             )
-        if int(found) > REDIS_LAYOUT_VERSION:
+        if int(found) > LAYOUT_VERSION:
             raise StoreVersionError(
                 f"the data under key prefix {self._prefix!r} on Redis at {self._server} uses "
                 f"layout version {found}, written by a newer chatruntime; this one reads up to "
-                f"version {REDIS_LAYOUT_VERSION}: upgrade chatruntime or use another key_prefix",
+                f"version {LAYOUT_VERSION}: upgrade chatruntime or use another key_prefix",
                 location=schema_key,
                 found=int(found),
-                supported=REDIS_LAYOUT_VERSION,
+                supported=LAYOUT_VERSION,
             )
+        if int(found) < LAYOUT_VERSION:
+            with self._mapped_errors("upgrading the key layout"):
+                await upgrade_layout(self._client, self._keys, int(found), logger)
 
     async def close(self) -> None:
         """Close the connections the store opened itself (not a client or pool passed in)."""
@@ -214,25 +250,23 @@ class RedisStore:
     async def save_agent(self, spec: AgentSpec) -> None:
         with self._mapped_errors("saving an agent"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(self._key("agent", spec.id), _dump(spec))
-                pipe.zadd(self._key("agents"), {spec.id: spec.created_at})
+                pipe.set(self._keys.agent(spec.id), dump(spec))
+                pipe.zadd(self._keys.agents, {spec.id: spec.created_at})
                 await pipe.execute()
 
     async def get_agent(self, agent_id: str) -> AgentSpec | None:
-        key = self._key("agent", agent_id)
+        key = self._keys.agent(agent_id)
         with self._mapped_errors("reading an agent"):
             raw = await self._client.get(key)
         return None if raw is None else parse_agent(agent_id, raw, key)
 
     async def list_agents(self) -> list[AgentSpec]:
         with self._mapped_errors("listing agents"):
-            ids = [
-                _text(raw) or "" for raw in await self._client.zrange(self._key("agents"), 0, -1)
-            ]
+            ids = [text(raw) or "" for raw in await self._client.zrange(self._keys.agents, 0, -1)]
             specs: list[AgentSpec] = []
             for start in range(0, len(ids), _BATCH):
                 batch = ids[start : start + _BATCH]
-                keys = [self._key("agent", agent_id) for agent_id in batch]
+                keys = [self._keys.agent(agent_id) for agent_id in batch]
                 for agent_id, key, raw in zip(
                     batch, keys, await self._client.mget(keys), strict=True
                 ):
@@ -243,59 +277,124 @@ class RedisStore:
     async def delete_agent(self, agent_id: str) -> bool:
         with self._mapped_errors("deleting an agent"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key("agent", agent_id))
-                pipe.zrem(self._key("agents"), agent_id)
+                pipe.delete(self._keys.agent(agent_id))
+                pipe.zrem(self._keys.agents, agent_id)
                 deleted, _ = await pipe.execute()
         return bool(deleted)
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def load_sessions(self) -> LoadReport:
-        """Every stored session, most recently active first, plus the ones not readable."""
-        report = LoadReport()
-        index = self._key("sessions")
-        with self._mapped_errors("loading sessions"):
-            ids = [_text(raw) or "" for raw in await self._client.zrange(index, 0, -1, desc=True)]
-            gone: list[str] = []
-            for start in range(0, len(ids), _BATCH):
-                batch = ids[start : start + _BATCH]
-                async with self._client.pipeline(transaction=True) as pipe:
-                    for session_id in batch:
-                        self._queue_session_read(pipe, session_id)
-                    replies = await pipe.execute(raise_on_error=False)
-                for offset, session_id in enumerate(batch):
-                    exists, stored, items = replies[3 * offset : 3 * offset + 3]
-                    if not exists:
-                        gone.append(session_id)
-                        continue
-                    outcome = self._parse_session(session_id, stored, items)
-                    if isinstance(outcome, CorruptRecord):
-                        report.corrupt.append(outcome)
-                    else:
-                        report.sessions.append(outcome)
-            if gone:
-                await self._prune_index(keys=[index], args=[self._prefix, *gone])
-        return report
+    async def scan_sessions(self) -> AsyncIterator[ChatSession | CorruptRecord]:
+        """Every stored session, and a record of each one not readable, a batch at a time.
 
-    async def get_session(self, session_id: str) -> ChatSession | None:
+        Walks the index of all sessions with ``ZSCAN``: a session stored for the whole scan is
+        yielded at least once (twice, rarely, if Redis resizes the index meanwhile); one
+        created or deleted during the scan may or may not be. Each session is read whole in
+        one script, so Redis is never held for more than one session at a time.
+        """
+        cursor: int = 0
+        while True:
+            with self._mapped_errors("scanning sessions"):
+                cursor, found = await self._client.zscan(
+                    self._keys.sessions, cursor, count=_SCAN_BATCH
+                )
+                ids = [text(member) or "" for member, _score in found]
+                replies: list[Any] = []
+                if ids:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for session_id in ids:
+                            await self._read_session(
+                                keys=self._session_keys(session_id), args=[""], client=pipe
+                            )
+                        replies = await pipe.execute()
+            for session_id, reply in zip(ids, replies, strict=True):
+                outcome = self._parse(session_id, reply)
+                if outcome is not None:  # else gone since the index named it
+                    yield outcome
+            if not cursor:
+                return
+
+    async def count_sessions(self) -> int:
+        with self._mapped_errors("counting sessions"):
+            return int(await self._count_sessions(args=[self._prefix, scripts.SWEEP_BUDGET]))
+
+    async def list_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of headers, most recent activity first; see ``SessionStore.list_sessions``.
+
+        Served by one script from the smallest sorted-set index that applies (all sessions,
+        the agent's, the user's or the status's), which checks the other filters on each
+        session's hash. A page may hold fewer than ``limit`` headers and still have a
+        ``next_cursor`` when the index held over a thousand entries the other filters refused.
+        """
+        after = check_listing(
+            agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
+        )
+        args: list[str | int] = [
+            self._prefix,
+            limit + 1,
+            limit + 1 + _LIST_EXAMINE_EXTRA,
+            "" if after is None else after[0],
+            "" if after is None else after[1],
+            agent_id or "",
+            user_id or "",
+            status or "",
+            scripts.SWEEP_BUDGET,
+        ]
+        with self._mapped_errors("listing sessions"):
+            reply = await self._list_sessions(args=args)
+        resume_score, resume_id, *entries = reply
+        found = [
+            (text(entries[i]) or "", _score(entries[i + 1]), entries[i + 2])
+            for i in range(0, len(entries), 3)
+        ]
+        headers: list[SessionHeader] = []
+        for session_id, _at, raw in found[:limit]:
+            header = parse_header(session_id, raw, self._keys.session(session_id))
+            if isinstance(header, CorruptRecord):
+                # Listing stays usable; reading the session reports it as CORRUPT_DATA.
+                logger.warning("listing skips session %s: %s", session_id, header.reason)
+                continue
+            headers.append(header)
+        next_cursor: str | None = None
+        if len(found) > limit:
+            last_id, last_at, _raw = found[limit - 1]
+            next_cursor = encode_cursor((last_at, last_id))
+        elif text(resume_id):
+            next_cursor = encode_cursor((_score(resume_score), text(resume_id) or ""))
+        return SessionPage(sessions=headers, next_cursor=next_cursor)
+
+    async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
+        """One session, or only the last ``last`` items of its history with the whole header.
+
+        One script either way (``LRANGE key -last -1`` for a tail), so the header and the
+        items are of the same revision and a tail read never reads the rest.
+        """
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
+            raise InvalidInputError(f"last must be a whole number >= 0, got {last!r}", field="last")
         with self._mapped_errors("reading a session"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                self._queue_session_read(pipe, session_id)
-                exists, stored, items = await pipe.execute(raise_on_error=False)
-        if not exists:
-            return None
-        outcome = self._parse_session(session_id, stored, items)
+            reply = await self._read_session(
+                keys=self._session_keys(session_id), args=["" if last is None else last]
+            )
+        outcome = self._parse(session_id, reply)
         if isinstance(outcome, CorruptRecord):
             raise outcome.error()
         return outcome
 
     async def get_revision(self, session_id: str) -> int | None:
-        key = self._key("session", session_id)
+        key = self._keys.session(session_id)
         with self._mapped_errors("reading a revision"):
             try:
                 raw = await self._client.hget(key, "revision")
             except redis_errors.ResponseError as error:
-                if not _is_wrong_type(error):
+                if not is_wrong_type(error):
                     raise
                 raise CorruptDataError(
                     f"session {session_id} cannot be read: {key} is not a hash",
@@ -304,7 +403,7 @@ class RedisStore:
                 ) from error
         if raw is None:
             return None
-        revision = _text(raw)
+        revision = text(raw)
         if revision is None or not revision.isdigit():
             raise CorruptDataError(
                 f"session {session_id} cannot be read: its revision is {revision!r}",
@@ -319,64 +418,76 @@ class RedisStore:
         new_items: Sequence[HistoryItem],
         *,
         expected_revision: int | None,
+        lease: Lease | None = None,
     ) -> None:
         """Replace the header and append the items in one Lua script; see ``SessionStore``.
+
+        Given the caller's ``lease``, the same script refuses the write if another holder has
+        taken the lease meanwhile (``BusyError``) and gives the lease back after writing
+        (``lease.released`` is then true), so a turn costs two round trips: the lease, the
+        write.
 
         Repeating a write that is already stored (the same header at the same new revision,
         after the same items) succeeds without writing again, so a command redis-py retries
         after a lost reply is not reported as a conflict with itself.
         """
+        check_revision_step(header, expected_revision)
         session_id = header.id
+        token = ""
+        if lease is not None and lease.session_id == session_id and not lease.released:
+            token = lease.token
         keys = [
-            self._key("session", session_id),
-            self._key("history", session_id),
-            self._key("sessions"),
-            self._key("agent_sessions", header.agent_id),
+            self._keys.session(session_id),
+            self._keys.history(session_id),
+            self._keys.lease(session_id),
         ]
-        if header.user_id is not None:
-            keys.append(self._key("user_sessions", header.user_id))
         args: list[str | int] = [
-            "" if expected_revision is None else expected_revision,
-            header.revision,
-            header.model_dump_json(by_alias=True, exclude_none=True, include=_HEADER_FIELDS),
-            header.agent_id,
-            header.user_id or "",
-            header.context.last_activity,
-            "" if header.expires_at is None else header.expires_at,
             self._prefix,
             session_id,
-            *(_dump(item) for item in new_items),
+            "" if expected_revision is None else expected_revision,
+            header.revision,
+            dump_header(header),
+            header.agent_id,
+            header.user_id or "",
+            header.status,
+            header.context.last_activity,
+            "" if header.expires_at is None else header.expires_at,
+            token,
+            *(dump(item) for item in new_items),
         ]
         with self._mapped_errors("writing a session"):
             reply = await self._write_session(keys=keys, args=args)
-        outcome, *rest = [_text(part) or "" for part in reply]
+        outcome, *rest = [text(part) or "" for part in reply]
         if outcome == "ok":
+            if lease is not None and rest and rest[0] == "1":
+                lease.released = True
             return
         if outcome == "exists":
-            raise ConflictError(f"session {session_id} already exists", session_id=session_id)
+            raise session_exists(session_id)
         if outcome == "missing":
-            raise ConflictError(f"session {session_id} no longer exists", session_id=session_id)
-        if outcome == "stale":
-            stored_revision = int(rest[0]) if rest and rest[0].isdigit() else rest[0]
-            raise ConflictError(
-                f"session {session_id} is at revision {stored_revision}, "
-                f"not {expected_revision}: reload it and try again",
+            raise session_missing(session_id)
+        if outcome == "stale" and rest and rest[0].isdigit():
+            assert expected_revision is not None
+            raise stale_revision(session_id, int(rest[0]), expected_revision)
+        if outcome == "agent" and rest:
+            check_same_agent(header, rest[0])
+        if outcome == "lease_lost":
+            raise BusyError(
+                f"session {session_id} was taken over by another holder: this caller's lease "
+                "ended (not renewed in time) and another was granted; the write was refused",
                 session_id=session_id,
-                stored_revision=stored_revision,
-                expected_revision=expected_revision,
             )
+        reason = rest[0] if rest else outcome
+        if outcome == "stale":
+            reason = f"its revision field holds {reason!r}"
         raise CorruptDataError(
-            f"session {session_id} cannot be updated: {rest[0] if rest else outcome}",
+            f"session {session_id} cannot be updated: {reason}",
             session_id=session_id,
             location=keys[0],
         )
 
     async def delete_session(self, session_id: str) -> bool:
-        keys = [
-            self._key("session", session_id),
-            self._key("history", session_id),
-            self._key("sessions"),
-        ]
+        keys = [self._keys.session(session_id), self._keys.history(session_id)]
         with self._mapped_errors("deleting a session"):
             existed = await self._delete_session(keys=keys, args=[self._prefix, session_id])
         return bool(existed)
@@ -389,84 +500,73 @@ class RedisStore:
         *,
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
-    ) -> AbstractAsyncContextManager[None]:
+    ) -> AbstractAsyncContextManager[Lease]:
         """Hold the session exclusively across processes; see ``SessionStore.lease``.
 
-        The lease is renewed every ``ttl / 3`` seconds while the body runs. If it is lost
-        anyway (Redis restarted, the process stalled past ``ttl``), a warning is logged and
-        the body goes on: revisions still refuse a write built on stale data.
+        Taking the lease reads the session's revision in the same script
+        (``Lease.revision_known``). The lease is renewed every ``ttl / 3`` seconds while the
+        body runs. If it is lost anyway (Redis restarted, the process stalled past ``ttl``),
+        a warning is logged and the body goes on: a write under it is refused if another
+        holder took the lease, and revisions refuse a write built on stale data.
         """
-        key = self._key("lease", session_id)
-        return TokenLease(
+        return self._hold(session_id, ttl=ttl, timeout=timeout)
+
+    @asynccontextmanager
+    async def _hold(self, session_id: str, *, ttl: float, timeout: float) -> AsyncIterator[Lease]:
+        lease_key = self._keys.lease(session_id)
+        session_key = self._keys.session(session_id)
+        held = Lease(session_id)
+
+        async def take(token: str, ttl_ms: int) -> bool:
+            with self._mapped_errors("taking a lease"):
+                reply = await self._take_lease(keys=[lease_key, session_key], args=[token, ttl_ms])
+            granted, *found = [text(part) or "" for part in reply]
+            if granted != "1":
+                return False
+            held.token = token
+            if found[0] == "revision" and found[1].isdigit():
+                held.revision, held.revision_known = int(found[1]), True
+            elif found[0] == "none":
+                held.revision, held.revision_known = None, True
+            # Else unreadable: the caller's own revision read reports it as corrupt.
+            return True
+
+        async def renew(token: str, ttl_ms: int) -> bool:
+            if held.released:
+                return True  # given back by a write; nothing left to renew
+            renewed = bool(await self._renew_lease(keys=[lease_key], args=[token, ttl_ms]))
+            return renewed or held.released
+
+        async def give_back(token: str) -> None:
+            if not held.released:
+                await self._release_lease(keys=[lease_key], args=[token])
+
+        holder = TokenLease(
             session_id=session_id,
-            name=f"lease {key}",
-            take=partial(self._take_lease, key),
-            renew=partial(self._renew_lease, key),
-            give_back=partial(self._give_back_lease, key),
+            name=f"lease {lease_key}",
+            take=take,
+            renew=renew,
+            give_back=give_back,
             logger=logger,
             renew_errors=(redis_errors.RedisError, OSError),
             give_back_errors=(redis_errors.RedisError, OSError),
             give_back_timeout=self._socket_timeout,
-        ).hold(ttl=ttl, timeout=timeout)
-
-    async def _take_lease(self, key: str, token: str, ttl_ms: int) -> bool:
-        with self._mapped_errors("taking a lease"):
-            return bool(await self._client.set(key, token, nx=True, px=ttl_ms))
-
-    async def _renew_lease(self, key: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._expire_if_held(keys=[key], args=[token, ttl_ms]))
-
-    async def _give_back_lease(self, key: str, token: str) -> None:
-        await self._delete_if_held(keys=[key], args=[token])
+        )
+        async with holder.hold(ttl=ttl, timeout=timeout):
+            yield held
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _key(self, kind: str, name: str | None = None) -> str:
-        base = f"{self._prefix}chatruntime:{kind}"
-        return base if name is None else f"{base}:{name}"
+    def _session_keys(self, session_id: str) -> list[str]:
+        return [self._keys.session(session_id), self._keys.history(session_id)]
 
-    def _queue_session_read(self, pipe: Any, session_id: str) -> None:
-        pipe.exists(self._key("session", session_id))
-        pipe.hmget(self._key("session", session_id), ["revision", "header"])
-        pipe.lrange(self._key("history", session_id), 0, -1)
-
-    def _parse_session(
-        self, session_id: str, stored: Any, items: Any
-    ) -> ChatSession | CorruptRecord:
-        session_key = self._key("session", session_id)
-        history_key = self._key("history", session_id)
-
-        def corrupt(location: str, reason: str) -> CorruptRecord:
-            return CorruptRecord(session_id=session_id, location=location, reason=reason)
-
-        if isinstance(stored, Exception):
-            return corrupt(session_key, _reply_error(stored, session_key, "a hash"))
-        raw_revision, raw_header = stored
-        if raw_header is None:
-            return corrupt(session_key, "the hash has no header field")
-        try:
-            header = SessionHeader.model_validate_json(raw_header)
-        except ValidationError as error:
-            return corrupt(session_key, f"invalid header: {describe_invalid(error)}")
-        if header.id != session_id:
-            return corrupt(session_key, f"the header's id is {header.id}")
-        if _text(raw_revision) != str(header.revision):
-            return corrupt(
-                session_key,
-                f"the revision field says {_text(raw_revision)!r} "
-                f"but the header says {header.revision}",
-            )
-        if isinstance(items, Exception):
-            return corrupt(history_key, _reply_error(items, history_key, "a list"))
-        history: list[HistoryItem] = []
-        for position, raw_item in enumerate(items):
-            try:
-                history.append(_ITEM_ADAPTER.validate_json(raw_item))
-            except ValidationError as error:
-                return corrupt(
-                    history_key, f"invalid item at index {position}: {describe_invalid(error)}"
-                )
-        return ChatSession.from_parts(header, history)
+    def _parse(self, session_id: str, reply: Any) -> ChatSession | CorruptRecord | None:
+        return parse_read(
+            session_id,
+            reply,
+            session_key=self._keys.session(session_id),
+            history_key=self._keys.history(session_id),
+        )
 
     @contextmanager
     def _mapped_errors(self, doing: str) -> Iterator[None]:
@@ -478,119 +578,30 @@ class RedisStore:
                 f"authentication failed ({error}); check the user name and password",
                 server=self._server,
             ) from error
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
-            raise StorageError(
-                f"cannot reach Redis at {self._server} while {doing}: {error}",
-                server=self._server,
-            ) from error
         except redis_errors.RedisError as error:
+            exhausted = pool_error(self._client, error, self._server)
+            if exhausted is not None:
+                raise exhausted from error
+            if isinstance(error, redis_errors.ConnectionError | redis_errors.TimeoutError):
+                raise StorageError(
+                    f"cannot reach Redis at {self._server} while {doing}: {error}",
+                    server=self._server,
+                ) from error
             raise StorageError(
                 f"Redis at {self._server} failed while {doing}: {error}",
                 server=self._server,
             ) from error
+        except OSError as error:
+            raise StorageError(
+                f"cannot reach Redis at {self._server} while {doing}: {error}",
+                server=self._server,
+            ) from error
 
 
-def _pool_from_url(url: str, socket_timeout: float, connect_timeout: float) -> ConnectionPool:
-    if not isinstance(url, str):
-        raise InvalidInputError(f"url must be a string, got {type(url).__name__}", field="url")
-    # Messages show the URL with its password replaced by "***", as SqlStore's do.
-    shown, password = _redacted(url)
-
-    def malformed(reason: object) -> InvalidInputError:
-        return InvalidInputError(
-            f"malformed Redis URL {shown!r}: {_scrub(str(reason), password)}", field="url"
-        )
-
+def _score(raw: object) -> int:
+    """An index score (epoch milliseconds) as Redis formats it."""
+    value = text(raw) or "0"
     try:
-        parts = urlsplit(url)
-        port = parts.port  # urlsplit checks the port only when asked for it
-    except ValueError as error:
-        raise malformed(error) from error
-    if port == 0:
-        raise malformed("port 0")
-    if parts.scheme not in _URL_SCHEMES:
-        raise malformed(f"the scheme must be one of {', '.join(s + '://' for s in _URL_SCHEMES)}")
-    if parts.scheme == "unix" and not parts.path:
-        raise malformed("a unix:// URL needs a socket path")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise malformed("no host")
-    try:
-        return ConnectionPool.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            # A few quick retries ride over a dropped pooled connection without stretching
-            # the wait for a server that is down; scripts are safe to retry (see WRITE_SESSION).
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-            **_driver_identity(),
-        )
-    except (ValueError, TypeError) as error:
-        raise malformed(error) from error
-
-
-def _redacted(url: str) -> tuple[str, str]:
-    """``url`` with the password in its user info replaced by ``***``, and that password.
-
-    Parsed by hand, as ``urlsplit`` does it (user info ends at the netloc's last ``@``, the
-    password starts after its first ``:``), so that even a URL ``urlsplit`` rejects is shown
-    without its password.
-    """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url, ""
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    userinfo, at, host = netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    if not at or not colon or not password:
-        return url, ""
-    return f"{scheme}://{user}:***@{host}{tail}", password
-
-
-def _scrub(text: str, password: str) -> str:
-    # Whole occurrences only, as SqlStore does: a password "pass" must not turn "password"
-    # into "***word". The driver sees the password percent-decoded, so both forms go.
-    for secret in {password, unquote(password)} - {""}:
-        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
-        text = re.sub(pattern, "***", text)
-    return text
-
-
-def _driver_identity() -> dict[str, Any]:
-    # Left unset, redis-py looks its own version up in the installed package metadata (file
-    # system reads on the event loop) for every new connection.
-    try:
-        from redis.driver_info import DriverInfo
-    except ImportError:  # redis-py before 7.1 names the version directly
-        return {"lib_name": "redis-py", "lib_version": redis.__version__}
-    return {"driver_info": DriverInfo(name="redis-py", lib_version=redis.__version__)}
-
-
-def _describe_server(client: Redis) -> str:
-    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
-    if kwargs.get("path"):
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-
-
-def _text(raw: object) -> str | None:
-    """A reply as text, whether the client decodes responses or not."""
-    if raw is None:
-        return None
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", errors="replace")
-    return str(raw)
-
-
-def _dump(model: AgentSpec | HistoryItem) -> str:
-    return model.model_dump_json(by_alias=True, exclude_none=True)
-
-
-def _is_wrong_type(error: Exception) -> bool:
-    return str(error).startswith("WRONGTYPE")
-
-
-def _reply_error(error: Exception, key: str, expected: str) -> str:
-    if _is_wrong_type(error):
-        return f"{key} is not {expected}"
-    return f"Redis refused to read {key}: {error}"
+        return int(value)
+    except ValueError:
+        return int(float(value))

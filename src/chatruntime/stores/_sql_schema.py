@@ -5,16 +5,26 @@ Every table name starts with the store's prefix (``chatruntime_`` by default)::
     {p}meta            key, value                       the schema version ("schema_version")
     {p}agents          id, spec (JSON), created_at      one row per agent
     {p}sessions        id, agent_id, user_id, ...       one row per session header; statistics
-                                                        in columns, metadata and state as JSON
+                                                        in columns, metadata and state as JSON,
+                                                        item_count: how many items it holds
     {p}history_items   session_id, seq, type, item      one row per history item, in seq order
     {p}session_leases  session_id, token, expires_at    who holds a session, and until when
+                                                        (PostgreSQL; SQLite uses a file lock)
 
 A turn updates its session's row and inserts its items' rows; no history is ever rewritten.
+Listings are served by indexes on ``(last_activity, id)``, alone and behind each filter
+(``agent_id``, ``user_id``, ``status``), walked backwards for newest first; the last items of a
+session by the primary key ``(session_id, seq)``, also walked backwards.
 
 Migrations: ``MIGRATIONS[n - 1]`` takes a database from schema version ``n - 1`` to ``n``
 (version 1 creates the tables). A released migration never changes; a new schema version
 appends a migration that alters what the earlier ones built. ``initialize()`` runs the missing
 ones in order, in one transaction, under a lock that keeps concurrent processes out.
+
+- Version 1: the tables, with one-column indexes on agent_id, user_id and last_activity.
+- Version 2: ``sessions.item_count`` (backfilled from the item rows), so a turn learns where
+  its items go from the same ``UPDATE`` that checks the revision; the one-column indexes
+  replaced by the four listing indexes above.
 """
 
 from __future__ import annotations
@@ -74,6 +84,14 @@ def dump_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def load_json(text: str) -> Any:
+    """The value of JSON ``text``, or :class:`UndecodableJson` saying why it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        return UndecodableJson(str(error))
+
+
 class JsonDocument(TypeDecorator[Any]):
     """A JSON document: PostgreSQL ``json``, SQLite ``TEXT``.
 
@@ -99,10 +117,7 @@ class JsonDocument(TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql" or not isinstance(value, str):
             return value
-        try:
-            return json.loads(value)
-        except ValueError as error:
-            return UndecodableJson(str(error))
+        return load_json(value)
 
 
 class db_now_ms(FunctionElement[int]):
@@ -215,9 +230,81 @@ def _v1_tables(prefix: str) -> SqlTables:
     return SqlTables(metadata, meta, agents, sessions, history_items, session_leases)
 
 
+def _v2_tables(prefix: str) -> SqlTables:
+    # Version 1 plus sessions.item_count and the listing indexes (see the module docstring).
+    metadata = sa.MetaData()
+    meta = sa.Table(
+        f"{prefix}meta",
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    agents = sa.Table(
+        f"{prefix}agents",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("spec", JsonDocument, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    sessions = sa.Table(
+        f"{prefix}sessions",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("agent_id", sa.String(36), nullable=False),
+        sa.Column("user_id", sa.String(256)),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.Column("last_activity", sa.BigInteger, nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
+        sa.Column("schema_version", sa.Integer, nullable=False),
+        sa.Column("total_tokens", sa.BigInteger, nullable=False),
+        sa.Column("total_messages", sa.BigInteger, nullable=False),
+        sa.Column("total_function_calls", sa.BigInteger, nullable=False),
+        sa.Column("input_tokens", sa.BigInteger, nullable=False),
+        sa.Column("output_tokens", sa.BigInteger, nullable=False),
+        sa.Column("requests", sa.BigInteger, nullable=False),
+        sa.Column("total_turns", sa.BigInteger, nullable=False),
+        sa.Column("total_handoffs", sa.BigInteger, nullable=False),
+        sa.Column("last_agent_id", sa.String(256)),
+        sa.Column("metadata", JsonDocument, nullable=False),
+        sa.Column("state", JsonDocument, nullable=False),
+        sa.Column("expires_at", sa.BigInteger),
+        # The seq the session's next item gets: a turn learns it from the UPDATE of its row.
+        sa.Column("item_count", sa.BigInteger, nullable=False, server_default="0"),
+        # Each serves `ORDER BY last_activity DESC, id DESC` under its filter, read backwards.
+        sa.Index(f"{prefix}sessions_recent", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_agent_recent", "agent_id", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_user_recent", "user_id", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_status_recent", "status", "last_activity", "id"),
+    )
+    history_items = sa.Table(
+        f"{prefix}history_items",
+        metadata,
+        sa.Column(
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey(sessions.c.id, ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("item", JsonDocument, nullable=False),
+    )
+    session_leases = sa.Table(
+        f"{prefix}session_leases",
+        metadata,
+        sa.Column("session_id", sa.String(36), primary_key=True),
+        sa.Column("token", sa.String(64), nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+    )
+    return SqlTables(metadata, meta, agents, sessions, history_items, session_leases)
+
+
 def define_tables(prefix: str) -> SqlTables:
     """The tables of the current schema version, named with ``prefix``."""
-    return _v1_tables(check_table_prefix(prefix))
+    return _v2_tables(check_table_prefix(prefix))
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -228,11 +315,28 @@ def _create_v1(connection: Connection, prefix: str) -> None:
     _v1_tables(prefix).metadata.create_all(connection, checkfirst=False)
 
 
-MIGRATIONS: Sequence[Migration] = (_create_v1,)
-"""``MIGRATIONS[n - 1]`` upgrades schema version ``n - 1`` to ``n``."""
+def _upgrade_to_v2(connection: Connection, prefix: str) -> None:
+    old, new = _v1_tables(prefix), _v2_tables(prefix)
+    sessions, items = new.sessions, new.history_items
+    table = connection.dialect.identifier_preparer.format_table(sessions)
+    connection.exec_driver_sql(
+        f"ALTER TABLE {table} ADD COLUMN item_count BIGINT NOT NULL DEFAULT 0"
+    )
+    # Items are numbered from 0 and only ever appended, so the next number is the highest + 1.
+    next_seq = (
+        sa.select(sa.func.max(items.c.seq) + 1)
+        .where(items.c.session_id == sessions.c.id)
+        .scalar_subquery()
+    )
+    connection.execute(sa.update(sessions).values(item_count=sa.func.coalesce(next_seq, 0)))
+    for index in old.sessions.indexes:
+        index.drop(connection)
+    for index in new.sessions.indexes:
+        index.create(connection)
 
-SQL_SCHEMA_VERSION: Final = len(MIGRATIONS)
-"""The schema version this chatruntime creates, reads and writes."""
+
+MIGRATIONS: Sequence[Migration] = (_create_v1, _upgrade_to_v2)
+"""``MIGRATIONS[n - 1]`` upgrades schema version ``n - 1`` to ``n``."""
 
 
 def stored_version(connection: Connection, tables: SqlTables) -> int:

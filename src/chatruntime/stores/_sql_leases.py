@@ -1,0 +1,307 @@
+"""The two kinds of session lease ``SqlStore`` holds: file locks (SQLite) and rows (PostgreSQL).
+
+**File locks.** On SQLite every process that opens a database runs on the same machine, so the
+operating system can arbitrate: a session's lease is an exclusive lock on one byte of a lock
+file beside the database (``<database>-leases``), at an offset derived from the session id.
+Taking and giving it back is one ``fcntl`` call that writes nothing, and the kernel drops the
+locks of a process that dies, so a crashed holder never makes anyone wait. The locks are Linux
+open-file-description locks (``F_OFD_SETLK``), which belong to the store's own descriptor:
+two stores in one process exclude each other just as two processes do. Within a store, an
+``anyio.Lock`` per session queues its own callers. An in-memory database, private to its
+store, needs only those.
+
+**Rows.** PostgreSQL serves many hosts, so there a lease is a row (session id, random token,
+expiry by the server's clock) taken with one statement that also reads the session's
+revision, renewed in the background while held, and deleted by the write that ends the turn
+or, failing that, when the ``async with`` is left. Platforms without open-file-description
+locks use rows on SQLite too.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import struct
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+from weakref import WeakValueDictionary
+
+import anyio
+
+from ..models import InvalidInputError
+from ._errors import busy
+from ._lease import poll
+from ._protocol import Lease
+from ._sql_errors import ErrorMapper
+
+logger = logging.getLogger("chatruntime.stores.sql")
+
+if sys.platform == "linux":
+    import fcntl
+
+    FILE_LOCKS_AVAILABLE = hasattr(fcntl, "F_OFD_SETLK")
+else:  # pragma: no cover - Linux runs the tests
+    FILE_LOCKS_AVAILABLE = False
+"""Whether this platform has the open-file-description locks file leases need."""
+
+# struct flock as Linux lays it out: l_type, l_whence, l_start, l_len, l_pid, padded to the
+# alignment of its 64-bit members ("0q").
+_FLOCK: Final = "hhqqi0q"
+_OFFSET_SPAN: Final = 1 << 62
+_POLL_FIRST: Final = 0.005
+_POLL_MOST: Final = 0.1
+_ROW_POLL_FIRST: Final = 0.01
+_ROW_POLL_MOST: Final = 0.25
+_RELEASE_TIMEOUT: Final = 5.0
+
+
+def check_lease_arguments(ttl: float, timeout: float) -> None:
+    """Raise :class:`InvalidInputError` for a ``ttl`` that is not positive or a negative
+    ``timeout``."""
+    if not ttl > 0:
+        raise InvalidInputError(f"ttl must be positive, got {ttl!r}", field="ttl")
+    if not timeout >= 0:
+        raise InvalidInputError(f"timeout must not be negative, got {timeout!r}", field="timeout")
+
+
+class _LocalLocks:
+    """One ``anyio.Lock`` per session held or awaited in this store, dropped when unused."""
+
+    def __init__(self) -> None:
+        self._locks: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
+
+    def get(self, session_id: str) -> anyio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = anyio.Lock()
+            self._locks[session_id] = lock
+        return lock
+
+
+class FileLeases:
+    """Session leases of a SQLite store: byte locks on a lock file, or in-process locks only.
+
+    Args:
+        lock_path: The lock file, created if missing; ``None`` for a database no other store
+            can open (in memory).
+        namespace: Mixed into the offsets (the table prefix), so stores with different
+            prefixes in one database never wait for each other.
+        errors: Turns a failed lock call into ``StorageError``.
+    """
+
+    def __init__(self, lock_path: str | None, namespace: str, errors: ErrorMapper) -> None:
+        self.lock_path = lock_path
+        self._namespace = namespace
+        self._errors = errors
+        self._fd = -1
+        self._local = _LocalLocks()
+
+    async def open(self) -> None:
+        """Open the lock file (in a worker thread: opening may wait for the disk).
+
+        Raises:
+            StorageError: It cannot be created or opened for writing.
+        """
+        if self.lock_path is None or self._fd >= 0:
+            return
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        with self._errors.mapped(f"opening its lease file {self.lock_path}", connecting=True):
+            self._fd = await anyio.to_thread.run_sync(os.open, self.lock_path, flags, 0o644)
+
+    def close(self) -> None:
+        """Close the lock file, which gives back every lock held through it."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    @asynccontextmanager
+    async def hold(self, session_id: str, *, timeout: float) -> AsyncIterator[Lease]:
+        """Hold the session's lease for the body of ``async with``.
+
+        Raises:
+            BusyError: Not granted within ``timeout`` seconds.
+            StorageError: The lock call failed for another reason than a holder.
+        """
+        deadline = anyio.current_time() + timeout
+        local = self._local.get(session_id)
+        try:
+            local.acquire_nowait()
+        except anyio.WouldBlock:
+            # Only a wait gets the deadline: with timeout=0 a free lock is still taken.
+            with anyio.move_on_after(timeout) as waited:
+                await local.acquire()
+            if waited.cancelled_caught:
+                raise busy(session_id, timeout) from None
+        try:
+            fd = self._fd
+            offset = self._offset(session_id)
+            if fd >= 0:
+                with self._errors.mapped(f"taking the lease of {session_id}"):
+                    granted = await self._lock(fd, offset, deadline)
+                if not granted:
+                    raise busy(session_id, timeout)
+            try:
+                yield Lease(session_id)
+            finally:
+                if fd >= 0 and fd == self._fd:
+                    with self._errors.mapped(f"releasing the lease of {session_id}"):
+                        _set_lock(fd, offset, fcntl.F_UNLCK)
+        finally:
+            local.release()
+
+    async def _lock(self, fd: int, offset: int, deadline: float) -> bool:
+        async def attempt() -> bool | None:
+            return True if _set_lock(fd, offset, fcntl.F_WRLCK) else None
+
+        return (
+            await poll(attempt, deadline, first=_POLL_FIRST, most=_POLL_MOST, jitter=True) is True
+        )
+
+    def _offset(self, session_id: str) -> int:
+        key = f"{self._namespace}\0{session_id}".encode()
+        digest = hashlib.blake2b(key, digest_size=8).digest()
+        # 62 bits: two sessions share a byte with odds of one in 2**62, and if they did, one
+        # would only wait for the other's turn.
+        return int.from_bytes(digest, "big") % _OFFSET_SPAN
+
+
+def _set_lock(fd: int, offset: int, kind: int) -> bool:
+    """Take (``F_WRLCK``) or give back (``F_UNLCK``) the byte at ``offset`` without waiting;
+    ``False`` if another descriptor holds it."""
+    request = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
+    while True:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+            return True
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            if error.errno != errno.EINTR:
+                raise
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Granted:
+    """What taking a lease row found: whether it was granted, and the session's revision if
+    the same statement read it."""
+
+    granted: bool
+    revision_known: bool = False
+    revision: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowLeaseOps:
+    """The three statements on a store's lease rows."""
+
+    take: Callable[[str, str, int], Awaitable[Granted]]
+    """``(session_id, token, ttl_ms)``: give the row to ``token`` unless a live one exists."""
+    renew: Callable[[str, str, int], Awaitable[bool]]
+    """``(session_id, token, ttl_ms)``: extend the token's row; ``False`` if it is gone."""
+    give_back: Callable[[str, str], Awaitable[None]]
+    """``(session_id, token)``: delete the token's row if it is still there."""
+    failures: tuple[type[Exception], ...]
+    """What a renewal or release may fail with: logged, never raised over the turn."""
+
+
+@asynccontextmanager
+async def hold_row_lease(
+    ops: RowLeaseOps, session_id: str, *, ttl: float, timeout: float
+) -> AsyncIterator[Lease]:
+    """Hold a session's lease row for the body of ``async with``; see ``SessionStore.lease``.
+
+    Waits for another holder by polling with growing, jittered pauses; renews the row every
+    ``ttl / 3`` seconds while the body runs (no connection is held in between). If the row is
+    lost anyway (the process stalled past ``ttl``), a warning is logged and the body goes on:
+    revisions still refuse a write built on stale data. A write that gave the row back
+    (``lease.released``) leaves nothing to do on the way out.
+
+    Raises:
+        BusyError: Not granted within ``timeout`` seconds.
+    """
+    ttl_ms = max(1, round(ttl * 1000))
+    token = secrets.token_hex(16)
+
+    async def attempt() -> Granted | None:
+        try:
+            found = await ops.take(session_id, token, ttl_ms)
+        except anyio.get_cancelled_exc_class():
+            # Cancelled while the statement was in flight: the row may be ours without us
+            # knowing.
+            await _give_back(ops, session_id, token)
+            raise
+        return found if found.granted else None
+
+    deadline = anyio.current_time() + timeout
+    granted = await poll(attempt, deadline, first=_ROW_POLL_FIRST, most=_ROW_POLL_MOST, jitter=True)
+    if granted is None:
+        raise busy(session_id, timeout)
+    lease = Lease(
+        session_id,
+        token=token,
+        revision=granted.revision,
+        revision_known=granted.revision_known,
+    )
+    body_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as renewals:
+            renewals.start_soon(_keep, ops, lease, ttl_ms)
+            try:
+                yield lease
+            except Exception as error:
+                # Re-raised below, outside the task group, so callers get their own exception
+                # rather than an ExceptionGroup wrapping it.
+                body_error = error
+            finally:
+                renewals.cancel_scope.cancel()
+    finally:
+        if not lease.released:
+            await _give_back(ops, session_id, token)
+    if body_error is not None:
+        raise body_error
+
+
+async def _keep(ops: RowLeaseOps, lease: Lease, ttl_ms: int) -> None:
+    interval = ttl_ms / 3000
+    while True:
+        await anyio.sleep(interval)
+        if lease.released:
+            return
+        try:
+            renewed = await ops.renew(lease.session_id, lease.token, ttl_ms)
+        except ops.failures as error:
+            # Best effort: failing here would tear down the turn the lease protects.
+            logger.warning(
+                "could not renew the lease of session %s, will retry: %s", lease.session_id, error
+            )
+            continue
+        if not renewed and not lease.released:
+            logger.warning(
+                "the lease of session %s expired or was taken over while held; its turn may "
+                "overlap another, and a stale write will be refused by revision",
+                lease.session_id,
+            )
+            return
+
+
+async def _give_back(ops: RowLeaseOps, session_id: str, token: str) -> None:
+    # Shielded so a cancelled turn still frees the session at once; bounded so a dead server
+    # cannot hold the caller: the row then ends by its ttl.
+    with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
+        try:
+            await ops.give_back(session_id, token)
+        except ops.failures as error:
+            logger.warning(
+                "could not release the lease of session %s; it ends by its ttl: %s",
+                session_id,
+                error,
+            )
