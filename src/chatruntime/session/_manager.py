@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,7 +23,6 @@ from ..models import (
     SESSION_STATUSES,
     AgentNotFoundError,
     ChatSession,
-    CorruptDataError,
     HistoryItem,
     InvalidInputError,
     Message,
@@ -47,9 +45,9 @@ from ..models._page import LIST_LIMIT_DEFAULT
 from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease, SessionStore
 from ..stores._paging import check_listing
-from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay, SessionCache
+from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay
+from ._core import Lifecycle, SessionCore
 from ._events import Done, Error, StreamEvent
-from ._locks import SessionLocks
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._window import WindowPolicy
 
@@ -70,13 +68,7 @@ CheckProgress = Callable[[int, int], None]
 """Called by :meth:`SessionManager.check` as it goes: sessions read so far, and in all."""
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class SessionManager:
+class SessionManager(SessionCore):
     """Sessions between people and agents, cached in memory over a :class:`SessionStore`.
 
     Every public method returns a :class:`Result` and never raises for an expected failure
@@ -127,21 +119,15 @@ class SessionManager:
             raise ValueError(f"default_timeout must be positive seconds, got {default_timeout!r}")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be an integer of at least 1, got {max_turns!r}")
-        self.store = store
+        super().__init__(
+            store, lease_ttl=lease_ttl, lease_timeout=lease_timeout, cache_size=cache_size
+        )
         self.agents = agents
-        self.lease_ttl = lease_ttl
-        self.lease_timeout = lease_timeout
         self.default_timeout = default_timeout
         self.max_turns = max_turns
         self.window = window
         self.run_config = run_config
         self._windows: dict[str, WindowPolicy] = {}
-        self._state = _State.NEW
-        self._cache = SessionCache(cache_size)
-        self._corrupt: dict[str, CorruptRecord] = {}
-        self._locks = SessionLocks()
-        self._in_flight = 0
-        self._settled = anyio.Event()
         self._model_config: ModelConfig | None = None
         self._own_provider: ModelProvider | None = None
         self._provider_lock = anyio.Lock()
@@ -155,12 +141,12 @@ class SessionManager:
         Damaged sessions answer ``CORRUPT_DATA`` when a call names them; :meth:`check`
         finds them all.
         """
-        if self._state is _State.CLOSED:
+        if self._state is Lifecycle.CLOSED:
             raise UsageError("cannot reopen a closed SessionManager; create a new one")
 
         async def open_store() -> None:
             await self.store.initialize()
-            self._state = _State.OPEN
+            self._state = Lifecycle.OPEN
 
         return await guard(open_store)
 
@@ -210,9 +196,9 @@ class SessionManager:
         Raises:
             StorageError: The store failed to flush; what was stored before stays stored.
         """
-        if self._state is _State.CLOSED:
+        if self._state is Lifecycle.CLOSED:
             return
-        self._state = _State.CLOSED
+        self._state = Lifecycle.CLOSED
         while self._in_flight:
             await self._settled.wait()
         self._cache.clear()
@@ -691,161 +677,6 @@ class SessionManager:
         return RunConfig(
             model_provider=provider, tracing_disabled=self._model_config.tracing_disabled
         )
-
-    # -- internals shared with turns ------------------------------------------------------
-
-    def _require_open(self) -> None:
-        if self._state is _State.NEW:
-            raise UsageError("SessionManager is not initialized: await manager.initialize()")
-        if self._state is _State.CLOSED:
-            raise UsageError("SessionManager is closed")
-
-    @asynccontextmanager
-    async def _tracked(self) -> AsyncIterator[None]:
-        """Count the body as work in flight, which :meth:`close` waits for."""
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._settled.set()
-                self._settled = anyio.Event()
-
-    async def _read(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
-        """Read a session from the store (its last ``last`` items only, when given),
-        remembering a damaged one for :attr:`corrupt_sessions`."""
-        try:
-            return await self.store.get_session(session_id, last=last)
-        except CorruptDataError as error:
-            self._corrupt[session_id] = CorruptRecord(
-                session_id,
-                str(error.details.get("location") or error.details.get("path") or ""),
-                str(error.details.get("reason") or error.message),
-            )
-            raise
-
-    async def _lookup(self, session_id: str) -> Entry:
-        """The session with its whole history, cached; raises when absent."""
-        self._require_open()
-        require_uuid(session_id, "session_id")
-        return await self._find(session_id)
-
-    async def _find(self, session_id: str) -> Entry:
-        """:meth:`_lookup` without the open check, for work that began before :meth:`close`.
-
-        A cached entry is used as it is when its revision is the stored one.
-        """
-        entry = self._cache.get(session_id)
-        stored = await self.store.get_revision(session_id) if entry is not None else None
-        if entry is not None and entry.complete and entry.revision == stored:
-            return entry
-        loaded = await self._read(session_id)
-        if loaded is None:
-            self._cache.drop(session_id)
-            raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
-        return self._cache.put(Entry(loaded))
-
-    @asynccontextmanager
-    async def _exclusive(
-        self,
-        session_id: str,
-        *,
-        window: WindowPolicy | None = None,
-        content: str = "",
-    ) -> AsyncIterator[tuple[Entry, Lease]]:
-        """Hold the session in this process and across processes; yield its fresh state
-        and the lease.
-
-        Once the lease is granted, the cached entry is checked against the stored revision
-        and read again when another process wrote in the meantime. With a ``window`` that
-        needs only the tail of the history, only the tail is read.
-        """
-        self._require_open()
-        require_uuid(session_id, "session_id")
-        async with (
-            self._tracked(),
-            self._locks.hold(session_id),
-            self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout) as lease,
-        ):
-            stored = (
-                lease.revision
-                if lease.revision_known
-                else await self.store.get_revision(session_id)
-            )
-            if stored is None:
-                self._cache.drop(session_id)
-                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
-            entry = self._cache.get(session_id)
-            if (
-                entry is None
-                or entry.revision != stored
-                or not self._enough(entry, window, content)
-            ):
-                entry = await self._load_for(session_id, window, content)
-            yield entry, lease
-
-    @staticmethod
-    def _enough(entry: Entry, window: WindowPolicy | None, content: str) -> bool:
-        """Whether the entry holds as much history as a turn with ``window`` needs."""
-        if entry.complete:
-            return True
-        if window is None or window.first_read() is None:
-            return False
-        return window.tail_suffices(entry.session.history, content)
-
-    async def _load_for(self, session_id: str, window: WindowPolicy | None, content: str) -> Entry:
-        """Read as much of the session as a turn with ``window`` needs, and cache it."""
-        want = window.first_read() if window is not None else None
-        while True:
-            loaded = await self._read(session_id, last=want)
-            if loaded is None:
-                self._cache.drop(session_id)
-                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
-            complete = want is None or len(loaded.history) < want
-            entry = Entry(loaded, complete=complete)
-            if want is None or complete or window is None:
-                break
-            if window.tail_suffices(loaded.history, content):
-                break
-            want *= 2
-        self._cache.replace(entry)
-        return entry
-
-    def _next_header(self, current: ChatSession, **changes: Any) -> SessionHeader:
-        """The header of the next revision, with ``changes`` applied."""
-        values = {name: getattr(current, name) for name in SessionHeader.model_fields}
-        values.update(changes)
-        values["revision"] = current.revision + 1
-        values["updated_at"] = max(now_ms(), current.updated_at)
-        values["schema_version"] = SCHEMA_VERSION
-        return SessionHeader.model_validate(values)
-
-    async def _commit(
-        self,
-        entry: Entry,
-        header: SessionHeader,
-        new_items: Sequence[HistoryItem],
-        lease: Lease,
-    ) -> ChatSession:
-        """Write the next revision in one store call, then swap it into the cache.
-
-        Shielded: a cancellation lands before the write (nothing stored) or after the swap
-        (all stored), never between the store and the cache.
-        """
-        with anyio.CancelScope(shield=True):
-            await self.store.write_session(
-                header, new_items, expected_revision=entry.revision, lease=lease
-            )
-            # The history list is extended in place: copying it would make every turn cost
-            # in proportion to the history. Nothing outside the cache holds it (callers get
-            # deep copies).
-            history = entry.session.history
-            history.extend(new_items)
-            replay = entry.replay.extended(new_items) if entry.replay is not None else None
-            updated = ChatSession.from_parts(header, history)
-            self._cache.replace(Entry(updated, complete=entry.complete, replay=replay))
-        return updated
 
 
 def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
