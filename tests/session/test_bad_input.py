@@ -116,6 +116,17 @@ async def test_bad_user_and_metadata(h: Harness, kwargs: dict[str, Any], message
     assert (await load_all(h.store)).sessions == []
 
 
+async def test_clearing_metadata_with_none_is_refused_and_changes_nothing(h: Harness) -> None:
+    session = (await h.manager.create_session(h.agent.id, "Chat", metadata={"k": 1})).unwrap()
+    result = await h.manager.update_session(session.id, metadata=None)  # type: ignore[arg-type]
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == (
+        ErrorCode.VALIDATION_ERROR,
+        "metadata must be a dict with string keys; pass {} to clear it",
+    )
+    assert await h.store.get_session(session.id) == session
+
+
 @pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])
 async def test_bad_recent_limits(h: Harness, limit: Any) -> None:
     session = (await h.manager.create_session(h.agent.id, "Chat")).unwrap()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
@@ -51,7 +52,13 @@ from ._events import Done, Error, StreamEvent
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._window import WindowPolicy
 
-_UNSET: Any = object()
+class _Unset(enum.Enum):
+    """A keyword argument left out (``None`` may be a value a caller means)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
 RECENT_LIMIT_MAX = 10_000
 
 
@@ -333,9 +340,9 @@ class SessionManager(SessionCore):
         self,
         session_id: str,
         *,
-        name: str = _UNSET,
-        status: SessionStatus = _UNSET,
-        metadata: dict[str, Any] = _UNSET,
+        name: str | _Unset = _UNSET,
+        status: SessionStatus | _Unset = _UNSET,
+        metadata: dict[str, Any] | _Unset = _UNSET,
     ) -> Result[ChatSession]:
         """Rename a session, change its status (``active``, ``paused``, ``completed``) or
         replace its metadata. Fields left out keep their value."""
@@ -354,6 +361,11 @@ class SessionManager(SessionCore):
                     )
                 changes["status"] = status
             if metadata is not _UNSET:
+                if metadata is None:
+                    raise InvalidInputError(
+                        "metadata must be a dict with string keys; pass {} to clear it",
+                        field="metadata",
+                    )
                 _check_metadata(metadata)
                 changes["metadata"] = dict(metadata)
             async with self._exclusive(session_id) as (entry, lease):
