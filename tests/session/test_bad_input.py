@@ -102,7 +102,7 @@ async def test_bad_rename_changes_nothing(h: Harness) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"user_id": ""}, "user_id must be a non-empty string of at most 256 characters"),
+        ({"user_id": ""}, "user_id must be a non-empty string of at most 256 printable characters"),
         ({"metadata": {"k": object()}}, "metadata must be JSON-serialisable"),
         ({"metadata": {1: "v"}}, "metadata must be a dict with string keys"),
         ({"metadata": ["k"]}, "metadata must be a dict with string keys"),

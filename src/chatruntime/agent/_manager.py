@@ -16,6 +16,7 @@ from ..models import (
     ModelSettingsSpec,
     Result,
     check_name,
+    check_text,
     describe_validation_error,
     guard,
     new_id,
@@ -213,6 +214,9 @@ class AgentManager:
 
     def _validated_spec(self, values: dict[str, Any]) -> AgentSpec:
         check_name(values.get("name"))
+        for text_field in ("instructions", "model"):
+            if isinstance(values.get(text_field), str):
+                check_text(values[text_field], text_field)
         try:
             return AgentSpec.model_validate(values)
         except ValidationError as error:

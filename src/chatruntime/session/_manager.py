@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from types import TracebackType
@@ -35,7 +34,10 @@ from ..models import (
     SessionStatus,
     TurnTimeoutError,
     UsageError,
+    check_metadata,
     check_name,
+    check_text,
+    check_user_id,
     guard,
     is_uuid,
     new_id,
@@ -51,6 +53,7 @@ from ._core import Lifecycle, SessionCore
 from ._events import Done, Error, StreamEvent
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._window import WindowPolicy
+
 
 class _Unset(enum.Enum):
     """A keyword argument left out (``None`` may be a value a caller means)."""
@@ -257,8 +260,9 @@ class SessionManager(SessionCore):
             self._require_open()
             require_uuid(agent_id, "agent_id")
             check_name(name)
-            _check_user_id(user_id)
-            _check_metadata(metadata)
+            check_user_id(user_id)
+            if metadata is not None:
+                check_metadata(metadata)
             if not await self.agents.exists(agent_id):
                 raise AgentNotFoundError(
                     f"no agent has id {agent_id}; create it first", agent_id=agent_id
@@ -319,7 +323,7 @@ class SessionManager(SessionCore):
             self._require_open()
             if agent_id is not None:
                 require_uuid(agent_id, "agent_id")
-            _check_user_id(user_id)
+            check_user_id(user_id)
             check_listing(
                 agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
             )
@@ -366,7 +370,7 @@ class SessionManager(SessionCore):
                         "metadata must be a dict with string keys; pass {} to clear it",
                         field="metadata",
                     )
-                _check_metadata(metadata)
+                check_metadata(metadata)
                 changes["metadata"] = dict(metadata)
             async with self._exclusive(session_id) as (entry, lease):
                 header = self._next_header(entry.session, **changes)
@@ -592,6 +596,7 @@ class SessionManager(SessionCore):
             )
         if not content.strip():
             raise InvalidInputError("content must not be empty or only whitespace", field="content")
+        check_text(content, "content")
         if timeout is None:
             return self.default_timeout
         if not _is_timeout(timeout):
@@ -701,25 +706,3 @@ def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
 
 def _is_timeout(timeout: object) -> bool:
     return not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
-
-
-def _check_user_id(user_id: object) -> None:
-    if user_id is None:
-        return
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
-        raise InvalidInputError(
-            "user_id must be a non-empty string of at most 256 characters", field="user_id"
-        )
-
-
-def _check_metadata(metadata: object) -> None:
-    if metadata is None:
-        return
-    if not isinstance(metadata, dict) or not all(isinstance(key, str) for key in metadata):
-        raise InvalidInputError("metadata must be a dict with string keys", field="metadata")
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidInputError(
-            f"metadata must be JSON-serialisable: {error}", field="metadata"
-        ) from None
