@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from agents import Agent, ModelSettings
 from agents.models.interface import ModelProvider
 from pydantic import ValidationError
@@ -24,6 +26,7 @@ from ..models import (
     require_uuid,
 )
 from ..stores import SessionStore
+from ._providers import ModelConfig, build_model_provider
 from ._tools import ToolRegistry
 
 _UNSET: Any = object()
@@ -39,8 +42,10 @@ class AgentManager:
     Args:
         store: Where specs persist.
         tools: The registry that tool names in specs refer to.
-        model_provider: Supplies models for specs that name a model (or none); ``None`` uses
-            the provider the turn's run configuration names.
+        model_provider: Supplies models for specs that name a model (or none). ``None``: the
+            provider a turn's run configuration names, or else the one
+            :meth:`ModelConfig.from_env` describes, built on first use and owned (closed by
+            :meth:`aclose`). This is the one place a model provider comes from.
         default_model: Model name for specs without one.
     """
 
@@ -56,11 +61,51 @@ class AgentManager:
         self.tools = tools if tools is not None else ToolRegistry()
         self.model_provider = model_provider
         self.default_model = default_model
+        self._model_config: ModelConfig | None = None
+        self._own_provider: ModelProvider | None = None
+        self._provider_lock = anyio.Lock()
         self._registered: dict[str, Agent[Any]] = {}
         self._built: dict[str, Agent[Any]] = {}
         self._ids_by_agent: dict[int, str] = {}
         # Counts the times `_built` was cleared, so a build that saw a clear does not cache.
         self._generation = 0
+
+    # -- the model provider ---------------------------------------------------------------
+
+    async def provider(self) -> tuple[ModelProvider, ModelConfig]:
+        """The model provider turns use, and the environment's model settings.
+
+        ``model_provider`` when one was given; otherwise the provider that
+        :meth:`ModelConfig.from_env` describes (OpenAI, an OpenAI-compatible server, or the
+        offline model), built once, off the event loop, and kept until :meth:`aclose`.
+
+        Raises:
+            InvalidInputError: The model settings in the environment are invalid.
+        """
+        async with self._provider_lock:
+            if self._model_config is None:
+                try:
+                    self._model_config = ModelConfig.from_env()
+                except ValueError as error:
+                    raise InvalidInputError(
+                        f"the model settings in the environment are invalid: {error}",
+                        field="environment",
+                    ) from None
+            if self.model_provider is not None:
+                return self.model_provider, self._model_config
+            if self._own_provider is None:
+                # An HTTP client's TLS setup reads certificate files: not on the event loop.
+                self._own_provider = await anyio.to_thread.run_sync(
+                    build_model_provider, self._model_config
+                )
+            return self._own_provider, self._model_config
+
+    async def aclose(self) -> None:
+        """Close the provider this manager built from the environment, if it built one (a
+        later turn builds it again). A ``model_provider`` given to it is the giver's."""
+        provider, self._own_provider = self._own_provider, None
+        if provider is not None:
+            await provider.aclose()
 
     # -- code-defined agents --------------------------------------------------------------
 

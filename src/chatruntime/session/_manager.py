@@ -11,14 +11,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-import anyio.to_thread
 from agents import Agent, RunConfig
 from agents.items import TResponseInputItem
-from agents.models.interface import ModelProvider
 from anyio.abc import ObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
-from ..agent import AgentManager, ModelConfig, build_model_provider
+from ..agent import AgentManager
 from ..models import (
     SESSION_STATUSES,
     AgentNotFoundError,
@@ -138,9 +136,6 @@ class SessionManager(SessionCore):
         self.window = window
         self.run_config = run_config
         self._windows: dict[str, WindowPolicy] = {}
-        self._model_config: ModelConfig | None = None
-        self._own_provider: ModelProvider | None = None
-        self._provider_lock = anyio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -212,10 +207,8 @@ class SessionManager(SessionCore):
         while self._in_flight:
             await self._settled.wait()
         self._cache.clear()
-        provider, self._own_provider = self._own_provider, None
         try:
-            if provider is not None:
-                await provider.aclose()
+            await self.agents.aclose()
         finally:
             await self.store.close()
 
@@ -669,31 +662,12 @@ class SessionManager(SessionCore):
         return self.agents.agent_id_of(agent) or agent.name
 
     async def _turn_run_config(self) -> RunConfig:
-        provider = self.agents.model_provider
         if self.run_config is not None:
-            if provider is None:
+            if self.agents.model_provider is None:
                 return self.run_config
-            return dataclasses.replace(self.run_config, model_provider=provider)
-        async with self._provider_lock:
-            if self._model_config is None:
-                try:
-                    self._model_config = ModelConfig.from_env()
-                except ValueError as error:
-                    raise InvalidInputError(
-                        f"the model settings in the environment are invalid: {error}",
-                        field="environment",
-                    ) from None
-            if provider is None and self._own_provider is None:
-                # An HTTP client's TLS setup reads certificate files: not on the event loop.
-                self._own_provider = await anyio.to_thread.run_sync(
-                    build_model_provider, self._model_config
-                )
-        if provider is None:
-            assert self._own_provider is not None
-            provider = self._own_provider
-        return RunConfig(
-            model_provider=provider, tracing_disabled=self._model_config.tracing_disabled
-        )
+            return dataclasses.replace(self.run_config, model_provider=self.agents.model_provider)
+        provider, config = await self.agents.provider()
+        return RunConfig(model_provider=provider, tracing_disabled=config.tracing_disabled)
 
 
 def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
