@@ -48,10 +48,11 @@ class Chatbot:
     async def _session_of(self, user_id: str) -> str | None:
         async with self._opening:
             if user_id not in self._sessions:
-                # A session from an earlier run (with a persistent store) is picked up again.
-                existing = (await self.manager.list_sessions(self.agent_id, user_id)).data
-                if existing:
-                    self._sessions[user_id] = existing[0].id
+                # A session from an earlier run (with a persistent store) is picked up again:
+                # the user's most recently active one, a page of one header.
+                page = await self.manager.list_sessions(self.agent_id, user_id, limit=1)
+                if page.data is not None and page.data.sessions:
+                    self._sessions[user_id] = page.data.sessions[0].id
                 else:
                     created = await self.manager.create_session(
                         self.agent_id, f"Chat with {user_id}", user_id=user_id
@@ -88,8 +89,10 @@ async def main() -> None:
         for lines in transcripts.values():
             print("\n".join(lines))
         print()
-        sessions = (await manager.list_sessions()).unwrap()
-        for session in sorted(sessions, key=lambda session: session.user_id or ""):
+        # A page of headers (no history), most recent activity first; a store with more
+        # sessions than fit in one page would go on with `cursor=page.next_cursor`.
+        page = (await manager.list_sessions()).unwrap()
+        for session in sorted(page.sessions, key=lambda session: session.user_id or ""):
             context = session.context
             print(
                 f"{session.user_id}: {session.name!r}, messages: {context.total_messages},"

@@ -20,12 +20,15 @@ async def main() -> None:
     async with SessionManager(store, agents) as manager:
         specs = (await agents.list_agents()).unwrap()
         agent = specs[0] if specs else (await agents.create_agent("Helper", "Be brief.")).unwrap()
-        sessions = (await manager.list_sessions(agent_id=agent.id)).unwrap()
+        # The most recently active session of the agent: one header (no history) is enough.
+        page = (await manager.list_sessions(agent_id=agent.id, limit=1)).unwrap()
         session = (
-            sessions[0] if sessions else (await manager.create_session(agent.id, "Chat")).unwrap()
+            page.sessions[0]
+            if page.sessions
+            else (await manager.create_session(agent.id, "Chat")).unwrap()
         )
         print(f"model: {ModelConfig.from_env().describe()}")
-        print(f"session {session.name!r} with {len(session.history)} history items")
+        print(f"session {session.name!r} with {session.context.total_messages} messages")
         while True:
             # Reading stdin blocks, so it happens in a worker thread, not on the event loop.
             line = (await anyio.to_thread.run_sync(sys.stdin.readline)).strip()

@@ -35,13 +35,13 @@ def run_example(name: str, cwd: Path, stdin: str = "") -> list[str]:
 def test_repl_minimal_chats_and_finds_its_session_again(tmp_path: Path) -> None:
     assert run_example("repl_minimal.py", tmp_path, "Hello\nAgain\n") == [
         "model: offline model (no OPENAI_API_KEY set)",
-        "session 'Chat' with 0 history items",
+        "session 'Chat' with 0 messages",
         "[offline] You said: Hello (turn 1)",
         "[offline] You said: Again (turn 2)",
     ]
     assert run_example("repl_minimal.py", tmp_path, "Third\n") == [
         "model: offline model (no OPENAI_API_KEY set)",
-        "session 'Chat' with 4 history items",
+        "session 'Chat' with 4 messages",
         "[offline] You said: Third (turn 3)",
     ]
     assert (tmp_path / "repl-minimal-data" / "sessions").is_dir()

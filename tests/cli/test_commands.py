@@ -3,19 +3,80 @@
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 
 from chatruntime import AgentManager, MemoryStore, OfflineModelProvider, SessionManager
-from chatruntime.cli._chat import CANCELLED_LINE, DEFAULT_INSTRUCTIONS, Chat, pick_session
+from chatruntime.cli._chat import CANCELLED_LINE, DEFAULT_INSTRUCTIONS, Chat
 from chatruntime.cli._commands import Command, Outcome, Say, command_names, parse_line, run_line
+from chatruntime.cli._progress import Progress
 from chatruntime.cli._render import snippet
 from chatruntime.cli._tools import calculate, repl_tools
-from chatruntime.stores import SessionStore
+from chatruntime.models import (
+    ChatSession,
+    Result,
+    SessionHeader,
+    SessionPage,
+    SessionStatus,
+    now_ms,
+)
+from chatruntime.session import CheckProgress, CheckReport
+from chatruntime.stores import CorruptRecord, SessionStore
 
 pytestmark = pytest.mark.anyio
+
+
+class WatchedStore(MemoryStore):
+    """A memory store that notes how sessions are read, and in which some are damaged.
+
+    A damaged session reads as a store reports a record it cannot parse: ``get_session``
+    raises ``CorruptDataError`` and ``scan_sessions`` yields a :class:`CorruptRecord`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.damaged: set[str] = set()
+
+    @staticmethod
+    def record(session_id: str) -> CorruptRecord:
+        return CorruptRecord(session_id, f"memory/{session_id}", "not valid JSON")
+
+    async def list_sessions(
+        self,
+        *,
+        agent_id: str | None = None,
+        user_id: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        self.calls.append(f"list_sessions(status={status!r}, limit={limit})")
+        return await super().list_sessions(
+            agent_id=agent_id, user_id=user_id, status=status, limit=limit, cursor=cursor
+        )
+
+    async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:
+        self.calls.append(f"get_session(last={last})")
+        if session_id in self.damaged:
+            raise self.record(session_id).error()
+        return await super().get_session(session_id, last=last)
+
+    async def scan_sessions(self) -> AsyncIterator[ChatSession | CorruptRecord]:
+        self.calls.append("scan_sessions()")
+        async for found in super().scan_sessions():
+            damaged = isinstance(found, ChatSession) and found.id in self.damaged
+            yield self.record(found.id) if isinstance(found, ChatSession) and damaged else found
+
+
+class TerminalOutput(io.StringIO):
+    """Output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 async def open_chat(store: SessionStore, *, delay: float = 0.0, user: str | None = None) -> Chat:
@@ -47,6 +108,25 @@ def short(chat: Chat) -> str:
     return chat.session_id[:8]
 
 
+async def stored(chat: Chat) -> list[SessionHeader]:
+    """Every session of the chat's user in the store, most recent activity first."""
+    return (await chat.manager.list_sessions(user_id=chat.user_id, limit=1000)).unwrap().sessions
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reading of the manager's clock is a millisecond after the one before.
+
+    Listings order sessions by last activity, and sessions that share a millisecond by id,
+    which is random: sessions made one after another in a test often share one. With this
+    clock they never do, so "the most recent" is the one made last. (Ask for it before
+    any fixture that makes sessions.)
+    """
+    ticks = itertools.count(now_ms())
+    for module in ("chatruntime.session._manager", "chatruntime.session._turn"):
+        monkeypatch.setattr(f"{module}.now_ms", lambda: next(ticks))
+
+
 # -- reading a line ------------------------------------------------------------------------
 
 
@@ -70,7 +150,7 @@ def test_a_line_is_a_command_a_message_or_nothing(line: str, parsed: Command | S
 def test_commands_are_the_documented_ones() -> None:
     assert command_names() == [
         "new", "list", "switch", "rename", "pause", "resume", "complete", "delete",
-        "history", "stats", "agents", "help", "quit",
+        "history", "stats", "agents", "check", "help", "quit",
     ]  # fmt: skip
 
 
@@ -84,8 +164,7 @@ async def test_first_start_creates_the_assistant_and_a_first_session() -> None:
     assert [(a.name, a.instructions, a.tools) for a in agents] == [
         ("Assistant", DEFAULT_INSTRUCTIONS, ["calculate", "current_time"])
     ]
-    sessions = (await chat.sessions()).unwrap()
-    assert [(s.id, s.name, s.agent_id, s.status) for s in sessions] == [
+    assert [(s.id, s.name, s.agent_id, s.status) for s in await stored(chat)] == [
         (chat.session_id, "Chat 1", agents[0].id, "active")
     ]
     await chat.manager.close()
@@ -100,19 +179,56 @@ async def test_a_later_start_resumes_the_same_agent_and_session() -> None:
         first.default_agent_id,
     )
     assert len(await store.list_agents()) == 1
-    assert len((await second.sessions()).unwrap()) == 1
+    assert len(await stored(second)) == 1
 
 
-async def test_start_resumes_the_most_recently_active_session_that_takes_messages(
-    chat: Chat,
-) -> None:
+async def test_start_resumes_the_most_recently_active_session(clock: None) -> None:
+    store = MemoryStore()
+    chat = await open_chat(store)
+    first = chat.session_id
+    await typed(chat, "/new Second")
+    await typed(chat, "/switch 1")
+    await typed(chat, "Hello")
+    again = await open_chat(store)
+    assert again.session_id == first
+    assert (await typed(again, "/stats"))[0] == "session 1: Chat 1 (active)"
+
+
+async def test_start_resumes_the_most_recent_session_that_takes_messages(clock: None) -> None:
+    store = MemoryStore()
+    chat = await open_chat(store)
     first = chat.session_id
     await typed(chat, "/new Second")
     await typed(chat, "/pause")
-    listing = (await chat.manager.list_sessions()).unwrap()
-    assert [s.name for s in listing] == ["Second", "Chat 1"]
-    chosen = pick_session(listing)
-    assert chosen is not None and chosen.id == first
+    assert [s.name for s in await stored(chat)] == ["Second", "Chat 1"]
+    assert (await open_chat(store)).session_id == first
+
+
+async def test_start_resumes_the_most_recent_session_when_none_takes_messages(
+    clock: None,
+) -> None:
+    store = MemoryStore()
+    chat = await open_chat(store)
+    await typed(chat, "/complete")
+    await typed(chat, "/new Second")
+    await typed(chat, "/pause")
+    assert (await open_chat(store)).session_id == chat.session_id
+
+
+async def test_start_reads_one_page_and_one_session_however_many_are_stored(
+    clock: None,
+) -> None:
+    few, many = WatchedStore(), WatchedStore()
+    await open_chat(few)
+    filler = await open_chat(many)
+    for _ in range(120):
+        await filler.start_session()
+    few.calls.clear()
+    many.calls.clear()
+    await open_chat(few)
+    await open_chat(many)
+    assert few.calls == ["list_sessions(status='active', limit=50)", "get_session(last=None)"]
+    assert many.calls == few.calls
 
 
 async def test_a_user_sees_and_resumes_only_their_sessions() -> None:
@@ -144,10 +260,12 @@ async def test_new_with_a_name_switches_to_it(chat: Chat) -> None:
 async def test_new_with_a_name_too_long_is_refused_with_its_code(chat: Chat) -> None:
     lines = await typed(chat, "/new " + "x" * 101)
     assert len(lines) == 1 and lines[0].startswith("error: VALIDATION_ERROR: ")
-    assert len((await chat.sessions()).unwrap()) == 1
+    assert len(await stored(chat)) == 1
 
 
-async def test_list_numbers_sessions_oldest_first_and_marks_the_current_one(chat: Chat) -> None:
+async def test_list_numbers_sessions_in_the_order_shown_and_marks_the_current_one(
+    chat: Chat,
+) -> None:
     first = short(chat)
     await typed(chat, "/new Second")
     assert await typed(chat, "/list") == [
@@ -173,18 +291,21 @@ async def test_switch_by_id_prefix(chat: Chat) -> None:
 
 
 async def test_switch_to_a_number_not_listed_says_so(chat: Chat) -> None:
-    assert await typed(chat, "/switch 7") == ["no session 7: /list shows 1"]
+    assert await typed(chat, "/switch 7") == ["no session 7: /list shows the numbers"]
 
 
 async def test_switch_to_an_unknown_id_says_so(chat: Chat) -> None:
-    assert await typed(chat, "/switch wxyz") == ["no session id starts with 'wxyz'"]
+    assert await typed(chat, "/switch wxyz") == [
+        "no session listed has an id starting with 'wxyz' (/list shows sessions; a whole id "
+        "finds any)"
+    ]
 
 
 async def test_short_references_are_list_numbers_never_id_prefixes(chat: Chat) -> None:
     assert await typed(chat, "/switch abc") == [
         "type a /list number or at least 4 characters of an id"
     ]
-    assert await typed(chat, "/switch 70") == ["no session 70: /list shows 1"]
+    assert await typed(chat, "/switch 70") == ["no session 70: /list shows the numbers"]
 
 
 async def test_switch_to_an_ambiguous_prefix_asks_for_more(
@@ -230,7 +351,7 @@ async def test_delete_another_session_keeps_the_current_one(chat: Chat) -> None:
     await typed(chat, "/switch 1")
     assert await typed(chat, "/delete 2") == ["deleted session 2: Second (active, 0 messages)"]
     assert chat.session_id == first
-    assert [s.id for s in (await chat.sessions()).unwrap()] == [first]
+    assert [s.id for s in await stored(chat)] == [first]
 
 
 async def test_delete_the_current_session_moves_to_the_most_recent_other(chat: Chat) -> None:
@@ -245,12 +366,133 @@ async def test_delete_the_current_session_moves_to_the_most_recent_other(chat: C
 
 async def test_delete_the_last_session_starts_a_new_one(chat: Chat) -> None:
     first = chat.session_id
+    # A number is never given to another session, not even one the deleted session left.
     assert await typed(chat, "/delete") == [
         "deleted session 1: Chat 1 (active, 0 messages)",
-        "new session 1: Chat 1 (active, 0 messages)",
+        "new session 2: Chat 1 (active, 0 messages)",
     ]
     assert chat.session_id != first
     assert (await chat.manager.get_session(first)).error is not None
+
+
+async def test_sessions_is_another_name_for_list(chat: Chat) -> None:
+    assert await typed(chat, "/sessions") == await typed(chat, "/list")
+
+
+async def test_list_takes_only_more(chat: Chat) -> None:
+    assert await typed(chat, "/list everything") == ["usage: /list [more]"]
+
+
+async def test_list_shows_one_page_and_says_how_to_see_more(clock: None, chat: Chat) -> None:
+    chat.page_size = 2
+    await typed(chat, "/new")
+    await typed(chat, "/new")
+    third, second, first = (s.id[:8] for s in await stored(chat))
+    assert await typed(chat, "/list") == [
+        f"  2. Chat 2  (active, 0 messages)  {second}",
+        f"* 3. Chat 3  (active, 0 messages)  {third}",
+        "(the 2 most recently active; /list more shows older ones)",
+    ]
+    assert await typed(chat, "/list more") == [f"  1. Chat 1  (active, 0 messages)  {first}"]
+    assert await typed(chat, "/list more") == [
+        "(no more sessions: /list starts again from the most recent)"
+    ]
+
+
+async def test_list_numbers_sessions_first_shown_in_order_of_activity(clock: None) -> None:
+    store = MemoryStore()
+    first = await open_chat(store)
+    for _ in range(3):
+        await first.start_session()
+    ids = [s.id for s in await stored(first)]
+    chat = await open_chat(store)
+    chat.page_size = 2
+    assert chat.session_id == ids[0]
+    assert await typed(chat, "/list") == [
+        f"* 1. Chat 4  (active, 0 messages)  {ids[0][:8]}",
+        f"  2. Chat 3  (active, 0 messages)  {ids[1][:8]}",
+        "(the 2 most recently active; /list more shows older ones)",
+    ]
+    assert await typed(chat, "/list more") == [
+        f"  3. Chat 2  (active, 0 messages)  {ids[2][:8]}",
+        f"  4. Chat 1  (active, 0 messages)  {ids[3][:8]}",
+    ]
+    assert await typed(chat, "/switch 4") == ["switched to session 4: Chat 1 (active, 0 messages)"]
+
+
+async def test_a_number_keeps_its_session_as_sessions_move_in_the_listing(
+    clock: None, chat: Chat
+) -> None:
+    first = short(chat)
+    await typed(chat, "/new Second")
+    second = short(chat)
+    await typed(chat, "/switch 1")
+    await typed(chat, "Hello")
+    # Chat 1 now has the latest activity and leads the listing; its number stays 1.
+    assert [s.name for s in await stored(chat)] == ["Chat 1", "Second"]
+    assert await typed(chat, "/list") == [
+        f"* 1. Chat 1  (active, 2 messages)  {first}",
+        f"  2. Second  (active, 0 messages)  {second}",
+    ]
+    assert await typed(chat, "/switch 2") == ["switched to session 2: Second (active, 0 messages)"]
+
+
+async def test_switch_by_a_whole_id_finds_a_session_never_listed(clock: None) -> None:
+    store = MemoryStore()
+    chat = await open_chat(store)
+    old = chat.session_id
+    await chat.manager.update_session(old, name="Old one")
+    for _ in range(3):
+        await chat.start_session()
+    again = await open_chat(store)
+    again.page_size = 1
+    assert await typed(again, "/list") == [
+        f"* 1. Chat 4  (active, 0 messages)  {again.session_id[:8]}",
+        "(the 1 most recently active; /list more shows older ones)",
+    ]
+    assert await typed(again, f"/switch {old[:8]}") == [
+        f"no session listed has an id starting with '{old[:8]}' (/list shows sessions; "
+        "a whole id finds any)"
+    ]
+    assert await typed(again, f"/switch {old.upper()}") == [
+        "switched to session 2: Old one (active, 0 messages)"
+    ]
+    assert again.session_id == old
+
+
+async def test_switch_to_a_deleted_session_says_it_is_gone(chat: Chat) -> None:
+    await typed(chat, "/new Second")
+    gone = chat.session_id
+    await typed(chat, "/delete")
+    assert await typed(chat, "/switch 2") == [f"error: SESSION_NOT_FOUND: no session has id {gone}"]
+
+
+async def test_delete_the_current_session_passes_over_a_damaged_one(clock: None) -> None:
+    store = WatchedStore()
+    before = await open_chat(store)
+    first = before.session_id
+    await typed(before, "/new Damaged")
+    damaged = before.session_id
+    store.damaged.add(damaged)
+    await typed(before, "/new Third")
+    chat = await open_chat(store)
+    assert await typed(chat, "/delete") == [
+        "deleted session 1: Third (active, 0 messages)",
+        "switched to session 2: Chat 1 (active, 0 messages)",
+    ]
+    assert chat.session_id == first
+    assert chat.manager.corrupt_sessions == [WatchedStore.record(damaged)]
+
+
+async def test_start_passes_over_a_damaged_session_and_names_it(clock: None) -> None:
+    store = WatchedStore()
+    before = await open_chat(store)
+    first = before.session_id
+    await typed(before, "/new Damaged")
+    store.damaged.add(before.session_id)
+    chat = await open_chat(store)
+    assert chat.session_id == first
+    assert chat.manager.corrupt_sessions == [WatchedStore.record(before.session_id)]
 
 
 # -- looking at a session --------------------------------------------------------------------
@@ -289,6 +531,12 @@ async def test_help_lists_every_command(chat: Chat) -> None:
     assert lines[0] == "commands:"
     listed = [line.split()[0] for line in lines[1 : 1 + len(command_names())]]
     assert listed == [f"/{name}" for name in command_names()]
+    assert lines[-4:] == [
+        "/list shows a page at a time, most recent first; its numbers stay until you quit.",
+        "Damaged sessions are not looked for at start: /check reads every session, showing",
+        "how far it got (Ctrl-C stops it), and lists those that cannot be read.",
+        "Ctrl-C cancels a reply (nothing of it is saved) or clears the line; Ctrl-D quits.",
+    ]
 
 
 async def test_an_unknown_command_says_so(chat: Chat) -> None:
@@ -298,12 +546,114 @@ async def test_an_unknown_command_says_so(chat: Chat) -> None:
 
 
 async def test_a_command_without_arguments_refuses_one(chat: Chat) -> None:
-    assert await typed(chat, "/list everything") == ["usage: /list"]
+    assert await typed(chat, "/stats everything") == ["usage: /stats"]
 
 
 @pytest.mark.parametrize("line", ["/quit", "/exit", "/QUIT"])
 async def test_quit(chat: Chat, line: str) -> None:
     assert await run_line(chat, line) is Outcome.QUIT
+
+
+# -- checking the store ---------------------------------------------------------------------
+
+
+async def test_check_reports_every_session_readable(chat: Chat) -> None:
+    await typed(chat, "/new")
+    assert await typed(chat, "/check") == ["checked 2 sessions: all can be read"]
+
+
+async def test_check_lists_the_sessions_that_cannot_be_read_and_keeps_them() -> None:
+    store = WatchedStore()
+    chat = await open_chat(store)
+    damaged = chat.session_id
+    await typed(chat, "/new Fine")
+    store.damaged.add(damaged)
+    assert await typed(chat, "/check") == [
+        "checked 2 sessions: 1 cannot be read",
+        f"warning: cannot read memory/{damaged}: not valid JSON",
+        "They are left as they are (using one answers CORRUPT_DATA): repair or remove them "
+        "by hand.",
+    ]
+    assert len(await stored(chat)) == 2
+
+
+async def test_check_off_a_terminal_writes_a_count_every_thousand_sessions(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scan(progress: CheckProgress | None = None) -> Result[CheckReport]:
+        assert progress is not None
+        for read in range(1, 2501):
+            progress(read, 2500)
+        return Result.ok(CheckReport(sessions=2500, corrupt=[]))
+
+    monkeypatch.setattr(chat.manager, "check", scan)
+    assert await typed(chat, "/check") == [
+        "checking sessions: 1000 of 2500 (40%)",
+        "checking sessions: 2000 of 2500 (80%)",
+        "checked 2500 sessions: all can be read",
+    ]
+
+
+async def test_check_cancelled_erases_its_progress_and_says_so() -> None:
+    store = WatchedStore()
+    chat = await open_chat(store)
+    chat.out = TerminalOutput()
+
+    async def stalling_scan() -> AsyncIterator[ChatSession | CorruptRecord]:
+        async for found in MemoryStore.scan_sessions(store):
+            yield found
+        await anyio.sleep_forever()
+
+    store.scan_sessions = stalling_scan  # type: ignore[method-assign]
+    # As Ctrl-C in the REPL does: the command's scope is cancelled mid-scan.
+    with anyio.move_on_after(0.2):
+        await run_line(chat, "/check")
+    assert chat.out.getvalue() == (
+        "\rchecking sessions: 1 of 1 (100%)" + "\r" + " " * 32 + "\r" + "(check stopped)\n"
+    )
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+def test_progress_on_a_terminal_rewrites_one_line_as_the_percentage_changes() -> None:
+    out = TerminalOutput()
+    progress = Progress(out, "checking sessions")
+    for done in range(1, 1001):
+        progress(done, 400 if done <= 400 else done)
+    writes = out.getvalue().split("\r")[1:]
+    assert len(writes) == 101
+    assert writes[:3] == [
+        "checking sessions: 1 of 400 (0%)",
+        "checking sessions: 4 of 400 (1%)",
+        "checking sessions: 8 of 400 (2%)",
+    ]
+    assert writes[-1] == "checking sessions: 400 of 400 (100%)"
+    progress.end()
+    assert out.getvalue().endswith("\r" + " " * len(writes[-1]) + "\r")
+
+
+def test_progress_on_a_terminal_pads_a_shorter_text_over_a_longer_one() -> None:
+    out = TerminalOutput()
+    progress = Progress(out, "reading")
+    progress(999, 1000)
+    progress(10, 10)
+    assert out.getvalue().split("\r")[1:] == [
+        "reading: 999 of 1000 (99%)",
+        "reading: 10 of 10 (100%)  ",
+    ]
+
+
+def test_progress_off_a_terminal_writes_a_line_every_n_items() -> None:
+    out = io.StringIO()
+    progress = Progress(out, "checking sessions", every=2)
+    for done in range(1, 6):
+        progress(done, 5)
+    progress.end()
+    assert out.getvalue().splitlines() == [
+        "checking sessions: 2 of 5 (40%)",
+        "checking sessions: 4 of 5 (80%)",
+    ]
 
 
 # -- messages --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -76,10 +77,41 @@ def test_piped_lines_run_in_order_and_the_end_of_input_leaves(tmp_path: Path) ->
         "Assistant: [offline] You said: Hello (turn 1)",
     ]
 
-    # The next start resumes the session with the latest message, not the last one switched to.
+    # The next start resumes the session with the latest message, not the last one switched
+    # to; numbers are handed out afresh in each run, the resumed session first.
     again = io.StringIO()
     assert run(Options(data=str(data), offline=True), stdin=io.StringIO(), stdout=again) == 0
-    assert again.getvalue().splitlines()[3] == "session 2: Second (active, 2 messages)"
+    assert again.getvalue().splitlines()[3] == "session 1: Second (active, 2 messages)"
+
+
+def test_a_damaged_session_is_passed_over_at_start_and_found_by_check(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    lines = "Hello\n/new Second\nHi\n"
+    run(Options(data=str(data), offline=True), stdin=io.StringIO(lines), stdout=io.StringIO())
+    [damaged] = [
+        path
+        for path in (data / "sessions").glob("*/*.json")
+        if json.loads(path.read_text(encoding="utf-8"))["name"] == "Second"
+    ]
+    damaged.write_text("{ not json", encoding="utf-8")
+
+    out = io.StringIO()
+    options = Options(data=str(data), offline=True)
+    assert run(options, stdin=io.StringIO("/check\n"), stdout=out) == 0
+    shown = out.getvalue().splitlines()
+    warning = f"warning: cannot read {damaged}: "
+    assert shown[3].startswith(warning)
+    assert shown[4:7] == [
+        "(/check lists every session that cannot be read)",
+        "session 1: Chat 1 (active, 2 messages)",
+        "Type a message, or /help for the commands.",
+    ]
+    assert shown[7] == "checked 2 sessions: 1 cannot be read"
+    assert shown[8] == shown[3]
+    assert shown[9:] == [
+        "They are left as they are (using one answers CORRUPT_DATA): repair or remove them by hand."
+    ]
+    assert damaged.read_text(encoding="utf-8") == "{ not json"
 
 
 def test_quit_stops_reading(tmp_path: Path) -> None:

@@ -147,16 +147,17 @@ def test_a_conversation_is_kept_across_restarts(data: Path, started: list[Repl])
 
     again = start(started, data, "--offline")
     # The most recently active session that takes messages: the renamed one was used last.
+    # Numbers are handed out afresh in each run, the resumed session first.
     assert again.banner("Trip to Rome> ")[-2:] == [
-        "session 2: Trip to Rome (active, 0 messages)",
+        "session 1: Trip to Rome (active, 0 messages)",
         BANNER_HINT,
     ]
     assert again.type("/list") == [
-        f"  1. Chat 1  (active, 2 messages)  {first_id[:8]}",
-        f"* 2. Trip to Rome  (active, 0 messages)  {second_id[:8]}",
+        f"* 1. Trip to Rome  (active, 0 messages)  {second_id[:8]}",
+        f"  2. Chat 1  (active, 2 messages)  {first_id[:8]}",
     ]
     assert again.type(f"/switch {first_id[:8]}", prompt="Chat 1> ") == [
-        "switched to session 1: Chat 1 (active, 2 messages)"
+        "switched to session 2: Chat 1 (active, 2 messages)"
     ]
     assert again.type("/history") == [
         "you: Hello there",
@@ -164,6 +165,25 @@ def test_a_conversation_is_kept_across_restarts(data: Path, started: list[Repl])
     ]
     assert again.type("And again") == ["Assistant: [offline] You said: And again (turn 2)"]
     assert again.quit_with_ctrl_d() == 0
+
+
+def test_check_shows_its_progress_on_one_line_rewritten_in_place(
+    data: Path, started: list[Repl]
+) -> None:
+    repl = start(started, data, "--offline")
+    repl.banner("Chat 1> ")
+    repl.type("/new", prompt="Chat 2> ")
+    repl.child.sendline("/check")
+    repl.child.expect_exact("/check\r\n")
+    repl.child.expect_exact(repl.prompt)
+    last = "checking sessions: 2 of 2 (100%)"
+    assert repl.child.before == (
+        "\rchecking sessions: 1 of 2 (50%)"
+        f"\r{last}"
+        f"\r{' ' * len(last)}\r"
+        "checked 2 sessions: all can be read\r\n"
+    )
+    assert repl.quit_with_ctrl_d() == 0
 
 
 def test_ctrl_c_during_a_reply_cancels_the_turn_and_keeps_the_history(

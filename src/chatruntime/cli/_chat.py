@@ -8,7 +8,15 @@ from typing import TextIO
 from anyio import get_cancelled_exc_class
 
 from ..agent import AgentManager
-from ..models import AgentSpec, ChatSession, Result
+from ..models import (
+    LIST_LIMIT_DEFAULT,
+    AgentSpec,
+    ChatSession,
+    ErrorCode,
+    Result,
+    SessionPage,
+    SessionStatus,
+)
 from ..session import (
     AgentChanged,
     Done,
@@ -35,6 +43,8 @@ DEFAULT_INSTRUCTIONS = (
     "Use the calculate tool for arithmetic and current_time for the date or time."
 )
 CANCELLED_LINE = "[cancelled: this turn was not saved]"
+# A session listed but unreadable, or deleted since it was listed, is no reason to fail.
+_PASSED_OVER = frozenset({ErrorCode.CORRUPT_DATA, ErrorCode.SESSION_NOT_FOUND})
 
 
 class Chat:
@@ -47,6 +57,9 @@ class Chat:
         default_agent_id: The agent new sessions talk to when the current one has none.
         out: Where replies and command output are written.
         user_id: The user sessions belong to; ``None`` sees every session.
+
+    Attributes:
+        page_size: How many sessions a page of ``/list`` shows.
     """
 
     def __init__(
@@ -65,6 +78,10 @@ class Chat:
         self.default_agent_id = default_agent_id
         self.out = out
         self.user_id = user_id
+        self.page_size = LIST_LIMIT_DEFAULT
+        self._ids: list[str] = []
+        self._numbers: dict[str, int] = {}
+        self._next_cursor: str | None = None
 
     @classmethod
     async def start(
@@ -72,22 +89,23 @@ class Chat:
     ) -> Result[Chat]:
         """Find (or on the first run create) the default agent and the session to resume.
 
-        The session resumed is the user's most recently active one that takes messages, else
-        their most recently active one, else a new one.
+        The session resumed is the one :meth:`most_recent` names, else a new one. Starting
+        reads one page of the listing and one session: it costs the same however many
+        sessions the store holds.
         """
         agent = await ensure_default_agent(agents)
         if not agent.success:
             return Result[Chat](success=False, error=agent.error)
         assert agent.data is not None
-        listing = await manager.list_sessions(user_id=user_id)
-        if not listing.success:
-            return Result[Chat](success=False, error=listing.error)
         chat = cls(
             manager, agents, session_id="", default_agent_id=agent.data.id, out=out, user_id=user_id
         )
-        resumed = pick_session(listing.data or [])
-        if resumed is not None:
-            chat.session_id = resumed.id
+        resumed = await chat.most_recent()
+        if not resumed.success:
+            return Result[Chat](success=False, error=resumed.error)
+        if resumed.data is not None:
+            chat.session_id = resumed.data.id
+            chat.number_of(resumed.data.id)
             return Result.ok(chat)
         created = await chat.start_session()
         if not created.success:
@@ -96,37 +114,90 @@ class Chat:
 
     # -- sessions -------------------------------------------------------------------------
 
-    async def sessions(self) -> Result[list[ChatSession]]:
-        """The user's sessions, oldest first: their position is the number ``/list`` shows,
-        which stays put as sessions get used."""
-        listing = await self.manager.list_sessions(user_id=self.user_id)
-        if listing.success and listing.data is not None:
-            listing.data.sort(key=lambda session: (session.created_at, session.id))
-        return listing
-
     async def current(self) -> Result[ChatSession]:
         """The session in use."""
         return await self.manager.get_session(self.session_id)
 
-    async def number_of(self, session_id: str) -> int:
-        """The number ``/list`` shows for a session (0 when it is not listed)."""
-        listing = await self.sessions()
-        for number, session in enumerate(listing.data or [], start=1):
-            if session.id == session_id:
-                return number
-        return 0
+    def number_of(self, session_id: str) -> int:
+        """The number the REPL shows for a session, given the first time it is shown.
+
+        A number is kept for the whole run and never given to another session (not even
+        after a deletion), so ``/switch 3`` means what the screen said 3 was, however the
+        sessions moved in the listing since.
+        """
+        number = self._numbers.get(session_id)
+        if number is None:
+            self._ids.append(session_id)
+            number = self._numbers[session_id] = len(self._ids)
+        return number
+
+    def numbered(self, number: int) -> str | None:
+        """The id of the session shown as ``number``, if one was."""
+        return self._ids[number - 1] if 1 <= number <= len(self._ids) else None
+
+    def numbered_ids(self) -> list[str]:
+        """The ids of every session shown so far, by number."""
+        return list(self._ids)
+
+    @property
+    def has_more(self) -> bool:
+        """Whether the last page :meth:`list_page` returned has a next one."""
+        return self._next_cursor is not None
+
+    async def list_page(self, *, more: bool = False) -> Result[SessionPage]:
+        """A page of the user's sessions, most recent activity first: the first page, or
+        (``more``) the one after the page listed last. Every session in it gets a number.
+        """
+        cursor = self._next_cursor if more else None
+        page = await self.manager.list_sessions(
+            user_id=self.user_id, limit=self.page_size, cursor=cursor
+        )
+        if page.success and page.data is not None:
+            self._next_cursor = page.data.next_cursor
+            for header in page.data.sessions:
+                self.number_of(header.id)
+        return page
+
+    async def most_recent(self) -> Result[ChatSession | None]:
+        """The session to carry on in: the user's most recently active one that takes
+        messages, else their most recently active one; ``None`` when they have none.
+
+        Only the first page of each listing is looked at. A session that cannot be read is
+        passed over (:attr:`SessionManager.corrupt_sessions` names it), and so is one deleted
+        since it was listed.
+        """
+        tried: set[str] = set()
+        status: SessionStatus | None
+        for status in ("active", None):
+            page = await self.manager.list_sessions(
+                user_id=self.user_id, status=status, limit=self.page_size
+            )
+            if not page.success or page.data is None:
+                return Result[ChatSession | None](success=False, error=page.error)
+            for header in page.data.sessions:
+                if header.id in tried:
+                    continue
+                tried.add(header.id)
+                found = await self.manager.get_session(header.id)
+                if found.success:
+                    return Result[ChatSession | None](success=True, data=found.data)
+                assert found.error is not None
+                if found.error.code not in _PASSED_OVER:
+                    return Result[ChatSession | None](success=False, error=found.error)
+        return Result[ChatSession | None](success=True, data=None)
 
     async def start_session(self, name: str | None = None) -> Result[ChatSession]:
         """Create a session with the current session's agent (or the default agent) and use
-        it. Without a name it is called ``Chat <n>``."""
-        listing = await self.sessions()
-        if not listing.success:
-            return Result[ChatSession](success=False, error=listing.error)
-        sessions = listing.data or []
+        it. Without a name it is called ``Chat <n>``, a name no recent session has."""
+        recent = await self.manager.list_sessions(user_id=self.user_id, limit=self.page_size)
+        if not recent.success or recent.data is None:
+            return Result[ChatSession](success=False, error=recent.error)
+        sessions = recent.data.sessions
         agent_id = self.default_agent_id
-        for session in sessions:
-            if session.id == self.session_id and await self.agents.exists(session.agent_id):
-                agent_id = session.agent_id
+        if self.session_id:
+            current = await self.current()
+            if current.data is not None and await self.agents.exists(current.data.agent_id):
+                agent_id = current.data.agent_id
         if name is None:
             taken = {session.name for session in sessions}
             number = len(sessions) + 1
@@ -136,6 +207,7 @@ class Chat:
         created = await self.manager.create_session(agent_id, name, user_id=self.user_id)
         if created.success and created.data is not None:
             self.session_id = created.data.id
+            self.number_of(created.data.id)
         return created
 
     async def agent_names(self) -> dict[str, str]:
@@ -209,11 +281,3 @@ async def ensure_default_agent(agents: AgentManager) -> Result[AgentSpec]:
     return await agents.create_agent(
         DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS, tools=list(REPL_TOOL_NAMES)
     )
-
-
-def pick_session(sessions: list[ChatSession]) -> ChatSession | None:
-    """The session to resume from a list ordered by most recent activity first."""
-    for session in sessions:
-        if session.status == "active":
-            return session
-    return sessions[0] if sessions else None

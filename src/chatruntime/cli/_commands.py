@@ -6,14 +6,19 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from anyio import get_cancelled_exc_class
+
 from ..agent import TOOL_COMMAND
-from ..models import ChatSession, Result, SessionStatus
+from ..models import ChatSession, Result, SessionStatus, is_uuid
 from ..session._manager import RECENT_LIMIT_MAX
-from ._chat import Chat, pick_session
+from ._chat import Chat
+from ._progress import Progress
 from ._render import (
     agent_row,
+    corrupt_line,
     error_line,
     history_lines,
+    plural,
     session_row,
     session_summary,
     stats_lines,
@@ -78,7 +83,7 @@ class _Spec:
 
 
 _COMMANDS: dict[str, _Spec] = {}
-_ALIASES = {"exit": "quit", "q": "quit", "?": "help", "ls": "list"}
+_ALIASES = {"exit": "quit", "q": "quit", "?": "help", "ls": "list", "sessions": "list"}
 
 
 def _command(
@@ -124,6 +129,9 @@ def help_lines() -> list[str]:
         "Anything else is sent to the agent (start it with // to send a leading /).",
         f"With the offline model, {TOOL_COMMAND} NAME {{json}} asks it to call a tool, e.g.",
         f'  {TOOL_COMMAND} calculate {{"expression": "6*7"}}',
+        "/list shows a page at a time, most recent first; its numbers stay until you quit.",
+        "Damaged sessions are not looked for at start: /check reads every session, showing",
+        "how far it got (Ctrl-C stops it), and lists those that cannot be read.",
         "Ctrl-C cancels a reply (nothing of it is saved) or clears the line; Ctrl-D quits.",
     ]
 
@@ -137,24 +145,45 @@ async def _new(chat: Chat, argument: str) -> None:
     if not created.success or created.data is None:
         chat.say(error_line(created.error))
         return
-    chat.say("new " + session_summary(await chat.number_of(created.data.id), created.data))
+    chat.say("new " + session_summary(chat.number_of(created.data.id), created.data))
 
 
-@_command("list", "/list", "list the sessions (* marks the one in use)")
+@_command(
+    "list",
+    "/list [more]",
+    "list recent sessions (* marks the one in use); more: the next page",
+    takes_argument=True,
+)
 async def _list(chat: Chat, argument: str) -> None:
-    listing = await chat.sessions()
+    if argument.lower() not in ("", "more"):
+        chat.say("usage: /list [more]")
+        return
+    more = bool(argument)
+    if more and not chat.has_more:
+        chat.say("(no more sessions: /list starts again from the most recent)")
+        return
+    listing = await chat.list_page(more=more)
     if not listing.success or listing.data is None:
         chat.say(error_line(listing.error))
         return
-    if not listing.data:
+    page = listing.data
+    if not page.sessions:
         chat.say("(no sessions)")
         return
+    # Shown by number, which list_page gave in order of activity the first time a session
+    # was listed: a list shown again keeps its rows in place as sessions get used.
+    numbered = sorted(
+        ((chat.number_of(session.id), session) for session in page.sessions),
+        key=lambda row: row[0],
+    )
     chat.say(
         *(
             session_row(number, session, current=session.id == chat.session_id)
-            for number, session in enumerate(listing.data, start=1)
+            for number, session in numbered
         )
     )
+    if page.next_cursor is not None:
+        chat.say(f"(the {len(page.sessions)} most recently active; /list more shows older ones)")
 
 
 @_command(
@@ -216,7 +245,7 @@ async def _delete(chat: Chat, argument: str) -> None:
         if not current.success or current.data is None:
             chat.say(error_line(current.error))
             return
-        number, session = await chat.number_of(current.data.id), current.data
+        number, session = chat.number_of(current.data.id), current.data
     deleted = await chat.manager.delete_session(session.id)
     if not deleted.success:
         chat.say(error_line(deleted.error))
@@ -225,11 +254,15 @@ async def _delete(chat: Chat, argument: str) -> None:
     if session.id != chat.session_id:
         return
     # The session in use is gone: carry on in the one the next start would pick.
-    listing = await chat.manager.list_sessions(user_id=chat.user_id)
-    following = pick_session(listing.data or [])
-    if following is not None:
-        chat.session_id = following.id
-        chat.say("switched to " + session_summary(await chat.number_of(following.id), following))
+    following = await chat.most_recent()
+    if not following.success:
+        chat.say(error_line(following.error))
+        return
+    if following.data is not None:
+        chat.session_id = following.data.id
+        chat.say(
+            "switched to " + session_summary(chat.number_of(following.data.id), following.data)
+        )
         return
     await _new(chat, "")
 
@@ -266,7 +299,7 @@ async def _stats(chat: Chat, argument: str) -> None:
     if not current.success or current.data is None:
         chat.say(error_line(current.error))
         return
-    number = await chat.number_of(current.data.id)
+    number = chat.number_of(current.data.id)
     chat.say(*stats_lines(number, current.data, await chat.agent_names()))
 
 
@@ -282,6 +315,36 @@ async def _agents(chat: Chat, argument: str) -> None:
         chat.say("(no stored agents)")
         return
     chat.say(*(agent_row(spec, current=spec.id == agent_id) for spec in listing.data))
+
+
+@_command(
+    "check",
+    "/check",
+    "find the sessions that cannot be read (reads them all)",
+)
+async def _check(chat: Chat, argument: str) -> None:
+    progress = Progress(chat.out, "checking sessions")
+    try:
+        checked = await chat.manager.check(progress=progress)
+    except get_cancelled_exc_class():
+        progress.end()
+        chat.say("(check stopped)")
+        raise
+    progress.end()
+    if not checked.success or checked.data is None:
+        chat.say(error_line(checked.error))
+        return
+    report = checked.data
+    read = plural(report.sessions + len(report.corrupt), "session")
+    if not report.corrupt:
+        chat.say(f"checked {read}: all can be read")
+        return
+    chat.say(
+        f"checked {read}: {len(report.corrupt)} cannot be read",
+        *(corrupt_line(record) for record in report.corrupt),
+        "They are left as they are (using one answers CORRUPT_DATA): repair or remove them "
+        "by hand.",
+    )
 
 
 # -- the REPL itself ----------------------------------------------------------------------
@@ -305,35 +368,40 @@ MIN_ID_PREFIX = 4
 
 
 async def _find(chat: Chat, reference: str) -> tuple[int, ChatSession] | None:
-    """The session ``reference`` names (a /list number or an id prefix), or ``None`` after
-    saying why there is none."""
-    listing = await chat.sessions()
-    if not listing.success or listing.data is None:
-        chat.say(error_line(listing.error))
-        return None
-    sessions = listing.data
-    if reference.isdigit() and 1 <= int(reference) <= len(sessions):
-        return int(reference), sessions[int(reference) - 1]
-    if len(reference) < MIN_ID_PREFIX:
+    """The session ``reference`` names, or ``None`` after saying why there is none.
+
+    A reference is a number the REPL showed, the start of the id of a session it showed,
+    or the whole id of any session: finding one never walks the whole store.
+    """
+    session_id = chat.numbered(int(reference)) if reference.isdigit() else None
+    if session_id is None and len(reference) < MIN_ID_PREFIX:
         # Short references are list numbers only: "7" must never match an id starting "7".
         if reference.isdigit():
-            chat.say(f"no session {int(reference)}: /list shows {len(sessions)}")
+            chat.say(f"no session {int(reference)}: /list shows the numbers")
         else:
             chat.say(f"type a /list number or at least {MIN_ID_PREFIX} characters of an id")
         return None
-    prefix = reference.lower()
-    matches = [
-        (number, session)
-        for number, session in enumerate(sessions, start=1)
-        if session.id.startswith(prefix)
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        chat.say(f"{len(matches)} sessions have ids starting with {reference!r}; type more")
-    else:
-        chat.say(f"no session id starts with {reference!r}")
-    return None
+    if session_id is None and is_uuid(reference.lower()):
+        session_id = reference.lower()
+    if session_id is None:
+        prefix = reference.lower()
+        matches = [shown for shown in chat.numbered_ids() if shown.startswith(prefix)]
+        if len(matches) == 1:
+            session_id = matches[0]
+        elif matches:
+            chat.say(f"{len(matches)} sessions have ids starting with {reference!r}; type more")
+            return None
+        else:
+            chat.say(
+                f"no session listed has an id starting with {reference!r} "
+                "(/list shows sessions; a whole id finds any)"
+            )
+            return None
+    found = await chat.manager.get_session(session_id)
+    if not found.success or found.data is None:
+        chat.say(error_line(found.error))
+        return None
+    return chat.number_of(session_id), found.data
 
 
 async def _set_status(chat: Chat, status: SessionStatus, verb: str) -> None:
@@ -345,4 +413,4 @@ async def _report(chat: Chat, verb: str, updated: Result[ChatSession]) -> None:
     if not updated.success or updated.data is None:
         chat.say(error_line(updated.error))
         return
-    chat.say(f"{verb} " + session_summary(await chat.number_of(updated.data.id), updated.data))
+    chat.say(f"{verb} " + session_summary(chat.number_of(updated.data.id), updated.data))

@@ -19,7 +19,9 @@ from ..models import (
     HistoryItem,
     MessageItem,
     ReasoningItem,
+    SessionHeader,
 )
+from ..stores import CorruptRecord
 
 SNIPPET_LENGTH = 200
 """Tool arguments and outputs longer than this are cut, so a big result does not flood the
@@ -39,18 +41,23 @@ def snippet(text: str, limit: int = SNIPPET_LENGTH) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def session_summary(number: int, session: ChatSession) -> str:
+def session_summary(number: int, session: SessionHeader) -> str:
     """``session 2: Planning (active, 4 messages)``."""
     messages = plural(session.context.total_messages, "message")
     return f"session {number}: {session.name} ({session.status}, {messages})"
 
 
-def session_row(number: int, session: ChatSession, *, current: bool) -> str:
+def session_row(number: int, session: SessionHeader, *, current: bool) -> str:
     """One line of ``/list``: ``* 2. Planning  (active, 4 messages)  3f2a9c1e``."""
     marker = "*" if current else " "
     messages = plural(session.context.total_messages, "message")
     short_id = session.id[:ID_PREFIX_LENGTH]
     return f"{marker} {number}. {session.name}  ({session.status}, {messages})  {short_id}"
+
+
+def corrupt_line(record: CorruptRecord) -> str:
+    """``warning: cannot read sessions/3f2a.../9c1e....json: not valid JSON``."""
+    return f"warning: cannot read {record.location}: {record.reason}"
 
 
 def error_line(error: ErrorInfo | None) -> str:

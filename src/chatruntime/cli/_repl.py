@@ -26,6 +26,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._commands import Outcome, command_names, run_line
 from ._options import Options, package_version
+from ._render import corrupt_line
 from ._startup import Startup, StartupError, open_chat, prepare
 
 T = TypeVar("T")
@@ -126,8 +127,9 @@ def _banner(startup: Startup, out: TextIO, *, interactive: bool) -> None:
         f"model: {startup.model}",
         f"store: {startup.store}",
     ]
-    for record in startup.corrupt:
-        lines.append(f"warning: cannot read {record.location}: {record.reason}")
+    lines += [corrupt_line(record) for record in startup.corrupt]
+    if startup.corrupt:
+        lines.append("(/check lists every session that cannot be read)")
     out.write("\n".join(lines) + "\n")
     out.flush()
     startup.chat.say(

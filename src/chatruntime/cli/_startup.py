@@ -56,7 +56,8 @@ class Startup:
         model: The models in use, in words (``"offline model (no OPENAI_API_KEY set)"``).
         store: Where sessions are kept, in words.
         session: The session in use, in words (``"session 1: Chat 1 (active, 0 messages)"``).
-        corrupt: Sessions the store could not read.
+        corrupt: Sessions passed over because they could not be read (only those met while
+            starting: the store is not scanned; ``/check`` does that).
     """
 
     chat: Chat
@@ -139,10 +140,13 @@ async def open_chat(prepared: Prepared, out: TextIO) -> Startup:
     run_config = RunConfig(tracing_disabled=config.tracing_disabled)
     manager = SessionManager(prepared.store, agents, run_config=run_config)
     try:
-        report = await manager.initialize()
-        if not report.success or report.data is None:
+        # Opening reads no session: starting costs the same at ten sessions or a million.
+        # Damaged sessions show up when used (those met while resuming are in the banner)
+        # and through /check.
+        opened = await manager.initialize()
+        if not opened.success:
             raise StartupError(
-                f"cannot open {prepared.store_description}: {error_line(report.error)}"
+                f"cannot open {prepared.store_description}: {error_line(opened.error)}"
             )
         started = await Chat.start(manager, agents, out=out, user_id=prepared.user_id)
         if not started.success or started.data is None:
@@ -151,7 +155,7 @@ async def open_chat(prepared: Prepared, out: TextIO) -> Startup:
         current = await chat.current()
         if not current.success or current.data is None:
             raise StartupError(error_line(current.error))
-        session = session_summary(await chat.number_of(chat.session_id), current.data)
+        session = session_summary(chat.number_of(chat.session_id), current.data)
     except BaseException:
         # Also when Ctrl-C cancelled the start: what was opened must still close.
         with anyio.CancelScope(shield=True):
@@ -165,7 +169,7 @@ async def open_chat(prepared: Prepared, out: TextIO) -> Startup:
         model=config.describe(),
         store=prepared.store_description,
         session=session,
-        corrupt=list(report.data.corrupt),
+        corrupt=manager.corrupt_sessions,
         provider=prepared.provider,
     )
 
