@@ -17,6 +17,7 @@ from chatruntime.cli._render import snippet
 from chatruntime.cli._tools import calculate, repl_tools
 from chatruntime.models import (
     ChatSession,
+    Ok,
     Result,
     SessionHeader,
     SessionPage,
@@ -584,7 +585,7 @@ async def test_check_off_a_terminal_writes_a_count_every_thousand_sessions(
         assert progress is not None
         for read in range(1, 2501):
             progress(read, 2500)
-        return Result.ok(CheckReport(sessions=2500, corrupt=[]))
+        return Ok(CheckReport(sessions=2500, corrupt=[]))
 
     monkeypatch.setattr(chat.manager, "check", scan)
     assert await typed(chat, "/check") == [

@@ -8,8 +8,10 @@ import chatruntime
 from chatruntime.models import (
     BusyError,
     ChatRuntimeError,
+    Err,
     ErrorCode,
     ErrorInfo,
+    Ok,
     Result,
     SessionNotFoundError,
     exception_for,
@@ -27,13 +29,13 @@ def test_every_error_code_has_exactly_one_exception_class() -> None:
 
 
 def test_ok_result_unwraps_to_its_data() -> None:
-    result = Result.ok(42)
+    result: Result[int] = Ok(42)
     assert (result.success, result.data, result.error) == (True, 42, None)
     assert result.unwrap() == 42
 
 
 def test_failed_result_unwrap_raises_the_matching_exception() -> None:
-    result: Result[int] = Result.fail(ErrorCode.SESSION_NOT_FOUND, "no session", session_id="x")
+    result: Result[int] = Err.of(ErrorCode.SESSION_NOT_FOUND, "no session", session_id="x")
     with pytest.raises(SessionNotFoundError) as caught:
         result.unwrap()
     assert (caught.value.message, caught.value.details) == ("no session", {"session_id": "x"})
@@ -70,5 +72,30 @@ async def test_guard_answers_bugs_with_internal_error(caplog: pytest.LogCaptureF
 
 
 def test_public_objects_present_themselves_as_chatruntime() -> None:
-    assert chatruntime.Result.__module__ == "chatruntime"
+    assert chatruntime.Ok.__module__ == "chatruntime"
+    assert chatruntime.Err.__module__ == "chatruntime"
     assert chatruntime.SessionManager.__module__ == "chatruntime"
+
+
+def test_a_result_is_ok_or_err_and_checking_success_tells_which() -> None:
+    ok: Result[int] = Ok(1)
+    err: Result[int] = Err.of(ErrorCode.BUSY, "busy")
+    assert (ok.success, ok.data, ok.error) == (True, 1, None)
+    assert (err.success, err.data, err.error) == (
+        False,
+        None,
+        ErrorInfo(code=ErrorCode.BUSY, message="busy"),
+    )
+    assert isinstance(ok, Ok) and isinstance(err, Err)
+
+
+def test_a_result_type_can_be_parametrised_at_run_time() -> None:
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(Result[int])
+    assert adapter.validate_python(Ok(3)) == Ok(3)
+    assert adapter.dump_python(Err.of(ErrorCode.BUSY, "busy"), mode="json") == {
+        "error": {"code": "BUSY", "message": "busy", "details": {}},
+        "success": False,
+        "data": None,
+    }

@@ -13,6 +13,7 @@ from ..models import (
     AgentSpec,
     ChatSession,
     ErrorCode,
+    Ok,
     Result,
     SessionPage,
     SessionStatus,
@@ -95,22 +96,22 @@ class Chat:
         """
         agent = await ensure_default_agent(agents)
         if not agent.success:
-            return Result[Chat](success=False, error=agent.error)
+            return agent
         assert agent.data is not None
         chat = cls(
             manager, agents, session_id="", default_agent_id=agent.data.id, out=out, user_id=user_id
         )
         resumed = await chat.most_recent()
         if not resumed.success:
-            return Result[Chat](success=False, error=resumed.error)
+            return resumed
         if resumed.data is not None:
             chat.session_id = resumed.data.id
             chat.number_of(resumed.data.id)
-            return Result.ok(chat)
+            return Ok(chat)
         created = await chat.start_session()
         if not created.success:
-            return Result[Chat](success=False, error=created.error)
-        return Result.ok(chat)
+            return created
+        return Ok(chat)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -173,25 +174,25 @@ class Chat:
                 user_id=self.user_id, status=status, limit=self.page_size
             )
             if not page.success or page.data is None:
-                return Result[ChatSession | None](success=False, error=page.error)
+                return page
             for header in page.data.sessions:
                 if header.id in tried:
                     continue
                 tried.add(header.id)
                 found = await self.manager.get_session(header.id)
                 if found.success:
-                    return Result[ChatSession | None](success=True, data=found.data)
+                    return Ok(found.data)
                 assert found.error is not None
                 if found.error.code not in _PASSED_OVER:
-                    return Result[ChatSession | None](success=False, error=found.error)
-        return Result[ChatSession | None](success=True, data=None)
+                    return found
+        return Ok(None)
 
     async def start_session(self, name: str | None = None) -> Result[ChatSession]:
         """Create a session with the current session's agent (or the default agent) and use
         it. Without a name it is called ``Chat <n>``, a name no recent session has."""
         recent = await self.manager.list_sessions(user_id=self.user_id, limit=self.page_size)
         if not recent.success or recent.data is None:
-            return Result[ChatSession](success=False, error=recent.error)
+            return recent
         sessions = recent.data.sessions
         agent_id = self.default_agent_id
         if self.session_id:
@@ -274,10 +275,10 @@ async def ensure_default_agent(agents: AgentManager) -> Result[AgentSpec]:
     """The stored agent named ``Assistant`` (the oldest, if several), created on first use."""
     listing = await agents.list_agents()
     if not listing.success:
-        return Result[AgentSpec](success=False, error=listing.error)
+        return listing
     for spec in listing.data or []:
         if spec.name == DEFAULT_AGENT_NAME:
-            return Result.ok(spec)
+            return Ok(spec)
     return await agents.create_agent(
         DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS, tools=list(REPL_TOOL_NAMES)
     )

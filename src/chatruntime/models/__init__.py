@@ -53,7 +53,7 @@ from ._history import (
 )
 from ._message import Message
 from ._page import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, SessionPage
-from ._result import ErrorInfo, Result, guard
+from ._result import Err, ErrorInfo, Ok, Result, guard
 from ._session import (
     SCHEMA_VERSION,
     SESSION_STATUSES,
@@ -80,6 +80,7 @@ __all__ = [
     "ChatSession",
     "ConflictError",
     "CorruptDataError",
+    "Err",
     "ErrorCode",
     "ErrorInfo",
     "ErrorOutput",
@@ -95,6 +96,7 @@ __all__ = [
     "MessageItem",
     "ModelError",
     "ModelSettingsSpec",
+    "Ok",
     "ReasoningItem",
     "Result",
     "SessionContext",

@@ -1,10 +1,13 @@
-"""``Result[T]``: the value every public call returns instead of raising."""
+"""``Result[T]``: the value every public call returns instead of raising.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: pydantic reads the dataclasses' annotations
+at run time (``TypeAdapter(Result[X])``), after they are presented as ``chatruntime.Ok``.
+"""
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, NoReturn, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, NoReturn, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,51 +27,64 @@ class ErrorInfo(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def from_exception(cls, error: ChatRuntimeError) -> ErrorInfo:
+    def from_exception(cls, error: ChatRuntimeError) -> "ErrorInfo":
         return cls(code=error.code, message=error.message, details=dict(error.details))
 
     def to_exception(self) -> ChatRuntimeError:
         return exception_for(self.code)(self.message, **self.details)
 
 
-class Result(BaseModel, Generic[T]):
-    """Success with ``data``, or failure with ``error``.
+@dataclass(frozen=True, slots=True)
+class Ok(Generic[T]):
+    """A call that succeeded: ``success`` is ``True`` and ``data`` holds its value."""
 
-    Example:
-        >>> result = await manager.get_session(session_id)
-        >>> if result.success:
-        ...     print(result.data.name)
-        ... else:
-        ...     print(result.error.code, result.error.message)
-    """
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    success: bool
-    data: T | None = None
-    error: ErrorInfo | None = None
-
-    @classmethod
-    def ok(cls, data: T) -> Result[T]:
-        return cls(success=True, data=data)
-
-    @classmethod
-    def fail(cls, code: ErrorCode, message: str, **details: Any) -> Result[T]:
-        return cls(success=False, error=ErrorInfo(code=code, message=message, details=details))
-
-    @classmethod
-    def from_exception(cls, error: ChatRuntimeError) -> Result[T]:
-        return cls(success=False, error=ErrorInfo.from_exception(error))
+    data: T
+    success: Literal[True] = field(default=True, init=False)
+    error: None = field(default=None, init=False)
 
     def unwrap(self) -> T:
-        """Return ``data``, or raise the :class:`ChatRuntimeError` subclass of the error code."""
-        if self.success:
-            return self.data  # type: ignore[return-value]
-        self._raise()
+        """Return ``data``."""
+        return self.data
 
-    def _raise(self) -> NoReturn:
-        assert self.error is not None
+
+@dataclass(frozen=True, slots=True)
+class Err:
+    """A call that failed: ``success`` is ``False`` and ``error`` says why."""
+
+    error: ErrorInfo
+    success: Literal[False] = field(default=False, init=False)
+    data: None = field(default=None, init=False)
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str, **details: Any) -> "Err":
+        """A failure with ``code``, a ``message`` for people, and ``details``."""
+        return cls(ErrorInfo(code=code, message=message, details=details))
+
+    @classmethod
+    def from_exception(cls, error: ChatRuntimeError) -> "Err":
+        """The failure that stands for ``error``."""
+        return cls(ErrorInfo.from_exception(error))
+
+    def unwrap(self) -> NoReturn:
+        """Raise the :class:`ChatRuntimeError` subclass of the error's code."""
         raise self.error.to_exception()
+
+
+Result = Union[Ok[T], Err]  # noqa: UP007 -- a generic alias must be a typing.Union on 3.11
+"""What every manager call returns: :class:`Ok` with ``data``, or :class:`Err` with ``error``.
+
+Checking ``success`` (or ``error is None``) narrows it for type checkers, so ``data`` and
+``error`` are typed without casts:
+
+Example:
+    >>> result = await manager.get_session(session_id)
+    >>> if result.success:
+    ...     print(result.data.name)
+    ... else:
+    ...     print(result.error.code, result.error.message)
+
+``result.unwrap()`` returns the data or raises the error as its exception.
+"""
 
 
 async def guard(call: Callable[[], Awaitable[T]]) -> Result[T]:
@@ -79,14 +95,14 @@ async def guard(call: Callable[[], Awaitable[T]]) -> Result[T]:
     :class:`UsageError` (the caller's programming mistake) is raised as it is.
     """
     try:
-        return Result.ok(await call())
+        return Ok(await call())
     except ChatRuntimeError as error:
-        return Result.from_exception(error)
+        return Err.from_exception(error)
     except UsageError:
         raise
     except Exception as error:
         logger.exception("unexpected error in chatruntime")
-        return Result.fail(
+        return Err.of(
             ErrorCode.INTERNAL_ERROR,
             f"internal error: {type(error).__name__}: {error}",
             exception=type(error).__name__,
