@@ -23,6 +23,7 @@ lint: $(INSTALLED)
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy src
+	$(BIN)/mypy --strict examples
 
 pytest: $(INSTALLED) services
 	$(BIN)/python -m pytest
