@@ -30,7 +30,7 @@ pytest: $(INSTALLED) services
 
 test: lint typecheck pytest
 
-bench: $(INSTALLED)
+bench: $(INSTALLED) services
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -1,4 +1,4 @@
-"""The ``store`` fixture: every contract test runs once per store kind."""
+"""The ``store`` fixture: every contract test runs once per store kind of the registry."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from chatruntime.stores import SessionStore
+from support.stores import open_store_for_test, store_params
 
-STORE_KINDS = ["memory", "file", "sqlite", "postgres", "redis"]
 
-
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=store_params())
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -21,7 +20,5 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 async def store(
     store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[SessionStore]:
-    from support.stores import open_store_for_test
-
     async with open_store_for_test(store_kind, tmp_path, request) as opened:
         yield opened

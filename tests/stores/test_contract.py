@@ -1,7 +1,8 @@
 """The store contract: every ``SessionStore`` behaves like this, whatever it keeps data in.
 
-Runs once per store kind (see ``conftest.py``). A store that differs on purpose says so in
-``DIFFERENCES`` below, as a strict expected failure with its reason, never by skipping.
+Runs once per store kind of the registry in ``tests/support/stores.py``. A store that differs
+on purpose says so in ``DIFFERENCES`` below, as a strict expected failure with its reason,
+never by skipping.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from chatruntime.models import (
     BusyError,
     ChatSession,
     ConflictError,
+    CorruptDataError,
+    ErrorCode,
     InvalidInputError,
     SessionContext,
     SessionHeader,
     new_id,
 )
-from chatruntime.stores import SessionStore, load_all
+from chatruntime.stores import CorruptRecord, SessionStore, load_all
 from support.factories import T0, agent_spec, bumped, header, turn_items
+from support.stores import damage_session, damageable_store_params
 
 pytestmark = pytest.mark.anyio
 
@@ -514,3 +518,47 @@ async def test_a_write_under_a_lease_leaves_it_free_afterwards(store: SessionSto
     loaded = await store.get_session(h.id)
     assert loaded is not None
     assert (loaded.revision, len(loaded.history)) == (2, 8)
+
+
+# -- damaged records ------------------------------------------------------------------------
+# Run on the kinds that can hold one (the registry's damage hook); a MemoryStore keeps
+# validated models and cannot.
+
+damageable = pytest.mark.parametrize("store_kind", damageable_store_params())
+
+
+@damageable
+async def test_an_unreadable_session_is_corrupt_data_when_read(
+    store: SessionStore, store_kind: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    await damage_session(store_kind, store, h.id)
+
+    with pytest.raises(CorruptDataError) as whole:
+        await store.get_session(h.id)
+    with pytest.raises(CorruptDataError) as tail:
+        await store.get_session(h.id, last=1)
+
+    assert whole.value.code == ErrorCode.CORRUPT_DATA
+    assert whole.value.details["session_id"] == tail.value.details["session_id"] == h.id
+    assert whole.value.details["reason"] == tail.value.details["reason"] != ""
+
+
+@damageable
+async def test_a_scan_reports_an_unreadable_session_and_reads_the_others(
+    store: SessionStore, store_kind: str
+) -> None:
+    good, bad, items = header(name="Good"), header(name="Bad"), turn_items(1)
+    await store.write_session(good, items, expected_revision=None)
+    await store.write_session(bad, turn_items(2), expected_revision=None)
+    await damage_session(store_kind, store, bad.id)
+
+    found = [record async for record in store.scan_sessions()]
+
+    assert [r for r in found if isinstance(r, ChatSession)] == [ChatSession.from_parts(good, items)]
+    [corrupt] = [r for r in found if isinstance(r, CorruptRecord)]
+    with pytest.raises(CorruptDataError) as read:
+        await store.get_session(bad.id)
+    assert (corrupt.session_id, corrupt.reason) == (bad.id, read.value.details["reason"])
+    assert corrupt.location != ""

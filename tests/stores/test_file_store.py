@@ -328,6 +328,22 @@ async def test_the_fold_threshold_grows_with_the_snapshot(root: Path) -> None:
     assert [line["revision"] for line in journal_lines(root)] == [1]
 
 
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        ({"fold_min_bytes": -1}, "fold_min_bytes=-1, fold_ratio=0.5"),
+        ({"fold_ratio": -0.5}, "fold_min_bytes=262144, fold_ratio=-0.5"),
+    ],
+)
+def test_negative_fold_settings_are_a_value_error(
+    root: Path, settings: dict[str, Any], shown: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        FileStore(root, **settings)
+    assert str(caught.value) == f"fold_min_bytes and fold_ratio must not be negative, got {shown}"
+    assert not root.exists()
+
+
 async def test_a_journal_is_replayed_after_a_crash(root: Path) -> None:
     writer = FileStore(root)
     h = first_header()

@@ -6,6 +6,7 @@ serves 1,000 sessions taking two turns each at once without one error.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -62,24 +63,45 @@ async def test_pool_settings_are_taken_as_arguments(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "arguments", "field"),
+    ("query", "field", "message"),
     [
-        ("?max_connections=0", {}, "max_connections"),
-        ("?max_connections=many", {}, "max_connections"),
-        ("?pool_timeout=0", {}, "pool_timeout"),
-        ("?pool_timeout=soon", {}, "pool_timeout"),
-        ("", {"max_connections": 0}, "max_connections"),
-        ("", {"pool_timeout": -1.0}, "pool_timeout"),
-        ("?max_connections=8", {"max_connections": 8}, "max_connections"),
-        ("?pool_timeout=2", {"pool_timeout": 2.0}, "pool_timeout"),
+        ("?max_connections=0", "max_connections", "an integer of at least 1, got '0'"),
+        ("?max_connections=many", "max_connections", "an integer of at least 1, got 'many'"),
+        ("?pool_timeout=0", "pool_timeout", "a positive number, got '0'"),
+        ("?pool_timeout=soon", "pool_timeout", "a positive number, got 'soon'"),
     ],
 )
-def test_a_bad_or_twice_given_pool_setting_is_invalid_input(
-    redis_url: str, query: str, arguments: dict[str, Any], field: str
+def test_a_bad_pool_setting_in_the_url_is_invalid_input(
+    redis_url: str, query: str, field: str, message: str
 ) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        RedisStore(redis_url + query, **arguments)
+        RedisStore(redis_url + query)
+    assert caught.value.message == f"{field} in the URL must be {message}"
     assert caught.value.details == {"field": field}
+
+
+@pytest.mark.parametrize(
+    ("query", "arguments", "message"),
+    [
+        ("", {"max_connections": 0}, "max_connections must be an integer of at least 1, got 0"),
+        ("", {"pool_timeout": -1.0}, "pool_timeout must be a positive number, got -1.0"),
+        (
+            "?max_connections=8",
+            {"max_connections": 8},
+            "max_connections is given both in the URL and as an argument; give it once",
+        ),
+        (
+            "?pool_timeout=2",
+            {"pool_timeout": 2.0},
+            "pool_timeout is given both in the URL and as an argument; give it once",
+        ),
+    ],
+)
+def test_a_bad_or_repeated_pool_setting_argument_is_a_value_error(
+    redis_url: str, query: str, arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        RedisStore(redis_url + query, **arguments)
 
 
 def test_redis_pys_own_timeout_query_is_refused_for_the_clearer_pool_timeout(
@@ -91,9 +113,8 @@ def test_redis_pys_own_timeout_query_is_refused_for_the_clearer_pool_timeout(
 
 def test_pool_settings_apply_only_to_a_store_built_from_a_url(redis_url: str) -> None:
     pool = BlockingConnectionPool.from_url(redis_url, driver_info=DRIVER)
-    with pytest.raises(InvalidInputError, match="apply to a store built from a URL") as caught:
+    with pytest.raises(ValueError, match="apply to a store built from a URL"):
         RedisStore(connection_pool=pool, max_connections=10)
-    assert caught.value.details == {"field": "max_connections"}
 
 
 async def test_more_concurrent_calls_than_connections_wait_for_one(

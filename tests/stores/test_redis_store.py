@@ -745,11 +745,26 @@ def test_a_malformed_url_never_shows_its_password(url: str) -> None:
 
 
 def test_exactly_one_of_url_client_and_pool_is_needed(redis_url: str) -> None:
-    with pytest.raises(InvalidInputError, match="got none"):
+    with pytest.raises(ValueError, match=r"got none$"):
         RedisStore()
     client = raw_client(redis_url)
-    with pytest.raises(InvalidInputError, match="got url, client"):
+    with pytest.raises(ValueError, match=r"got url, client$"):
         RedisStore(redis_url, client=client)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"key_prefix": 7}, "key_prefix must be a string, got int"),
+        ({"socket_timeout": 0}, "socket_timeout must be positive, got 0"),
+        ({"connect_timeout": -1.0}, "connect_timeout must be positive, got -1.0"),
+    ],
+)
+def test_bad_constructor_arguments_are_value_errors(
+    redis_url: str, arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        RedisStore(redis_url, **arguments)
 
 
 async def test_an_unreachable_server_fails_promptly_naming_host_and_port() -> None:

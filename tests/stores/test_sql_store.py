@@ -7,6 +7,7 @@ shared test server) unless it is about one of them.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import time
@@ -728,18 +729,37 @@ async def test_a_sqlite_file_in_a_new_folder_is_created(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("arguments", "field_name"),
+    ("arguments", "message"),
     [
-        ({}, "url"),
-        ({"url": "sqlite+aiosqlite://", "table_prefix": "drop table;"}, "table_prefix"),
-        ({"url": "sqlite+aiosqlite://", "table_prefix": "1st_"}, "table_prefix"),
-        ({"url": "sqlite+aiosqlite://", "connect_timeout": 0}, "connect_timeout"),
+        ({}, "SqlStore needs exactly one of url and engine, got neither"),
+        (
+            {"url": "sqlite+aiosqlite://", "table_prefix": "drop table;"},
+            "table_prefix must be up to 30 letters, digits or underscores, not starting with "
+            "a digit (such as 'chatruntime_'), got 'drop table;'",
+        ),
+        (
+            {"url": "sqlite+aiosqlite://", "table_prefix": "1st_"},
+            "table_prefix must be up to 30 letters, digits or underscores, not starting with "
+            "a digit (such as 'chatruntime_'), got '1st_'",
+        ),
+        (
+            {"url": "sqlite+aiosqlite://", "connect_timeout": 0},
+            "connect_timeout must be a positive number of seconds, got 0",
+        ),
     ],
 )
-def test_bad_arguments_are_invalid_input(arguments: dict[str, Any], field_name: str) -> None:
-    with pytest.raises(InvalidInputError) as caught:
+def test_bad_constructor_arguments_are_value_errors(
+    arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         SqlStore(**arguments)
-    assert caught.value.details["field"] == field_name
+
+
+def test_a_url_that_is_not_text_stays_invalid_input() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        SqlStore(b"sqlite+aiosqlite://")  # type: ignore[arg-type]
+    assert caught.value.message == "url must be a string, got bytes"
+    assert caught.value.details == {"field": "url"}
 
 
 async def test_a_store_refuses_calls_before_initialize_and_after_close() -> None:

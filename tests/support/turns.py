@@ -17,9 +17,10 @@ from agents.usage import Usage
 
 from chatruntime import AgentManager, ChatSession, OfflineModelProvider, SessionManager
 from chatruntime.stores import SessionStore
-from support.stores import open_store_for_test
+from support.stores import open_store_for_test, store_params
 
-STORE_KINDS = ["memory", "file"]
+STORE_KINDS = store_params("memory", "file")
+"""The kinds turn tests run on (``pytest.param``s for ``@pytest.fixture(params=...)``)."""
 
 
 @function_tool

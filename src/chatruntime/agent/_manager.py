@@ -25,11 +25,12 @@ from ..models import (
     now_ms,
     require_uuid,
 )
+from ..models._common import UNSET, Unset
 from ..stores import SessionStore
 from ._providers import ModelConfig, build_model_provider
 from ._tools import ToolRegistry
 
-_UNSET: Any = object()
+_UNSET = UNSET
 
 
 class AgentManager:
@@ -172,12 +173,12 @@ class AgentManager:
         self,
         agent_id: str,
         *,
-        name: str = _UNSET,
-        instructions: str = _UNSET,
-        model: str | None = _UNSET,
-        model_settings: ModelSettingsSpec | dict[str, Any] = _UNSET,
-        tools: Sequence[str] = _UNSET,
-        handoffs: Sequence[str] = _UNSET,
+        name: str | Unset = _UNSET,
+        instructions: str | Unset = _UNSET,
+        model: str | Unset | None = _UNSET,
+        model_settings: ModelSettingsSpec | dict[str, Any] | Unset = _UNSET,
+        tools: Sequence[str] | Unset = _UNSET,
+        handoffs: Sequence[str] | Unset = _UNSET,
     ) -> Result[AgentSpec]:
         """Change a stored spec; fields left out keep their value. The next turn uses it."""
 
@@ -190,8 +191,8 @@ class AgentManager:
                     "instructions": instructions,
                     "model": model,
                     "model_settings": model_settings,
-                    "tools": list(tools) if tools is not _UNSET else _UNSET,
-                    "handoffs": list(handoffs) if handoffs is not _UNSET else _UNSET,
+                    "tools": _UNSET if isinstance(tools, Unset) else list(tools),
+                    "handoffs": _UNSET if isinstance(handoffs, Unset) else list(handoffs),
                 }.items()
                 if value is not _UNSET
             }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -18,6 +19,15 @@ METADATA_MAX_DEPTH = 32
 """Nesting levels metadata (and session state) may have: every store reads back what it took."""
 METADATA_MAX_BYTES = 256 * 1024
 """The largest metadata, as UTF-8 JSON."""
+
+
+class Unset(enum.Enum):
+    """The value of a keyword argument left out, where ``None`` is a value a caller may mean."""
+
+    UNSET = enum.auto()
+
+
+UNSET: Final = Unset.UNSET
 
 
 class WireModel(BaseModel):

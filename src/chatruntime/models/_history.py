@@ -153,3 +153,6 @@ HistoryItem = Annotated[
 
 HISTORY_ADAPTER: TypeAdapter[list[HistoryItem]] = TypeAdapter(list[HistoryItem])
 """Validates and dumps lists of history items (``HISTORY_ADAPTER.validate_python(...)``)."""
+
+HISTORY_ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
+"""Validates and dumps one history item; stores use it to find which item of a list failed."""

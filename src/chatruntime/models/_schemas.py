@@ -11,10 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from ._agent import AgentSpec
-from ._history import HistoryItem
+from ._history import HISTORY_ITEM_ADAPTER
 from ._session import ChatSession
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -25,7 +23,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     schemas: dict[str, dict[str, Any]] = {
         "chat-session.schema.json": ChatSession.model_json_schema(by_alias=True),
         "agent-spec.schema.json": AgentSpec.model_json_schema(by_alias=True),
-        "history-item.schema.json": TypeAdapter(HistoryItem).json_schema(by_alias=True),
+        "history-item.schema.json": HISTORY_ITEM_ADAPTER.json_schema(by_alias=True),
     }
     for schema in schemas.values():
         schema["$schema"] = SCHEMA_DIALECT

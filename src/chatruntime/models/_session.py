@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
 
@@ -58,9 +58,7 @@ class SessionHeader(WireModel):
 
     def header(self) -> SessionHeader:
         """This record without its history (a copy)."""
-        return SessionHeader.model_validate(
-            {name: getattr(self, name) for name in SessionHeader.model_fields}
-        )
+        return SessionHeader.model_validate({name: getattr(self, name) for name in HEADER_FIELDS})
 
 
 class ChatSession(SessionHeader):
@@ -102,8 +100,12 @@ class ChatSession(SessionHeader):
         # ``history=`` given to model_construct: left out, pydantic would call its default
         # factory on every call, which costs more than the rest of the join.
         return cls.model_construct(
-            **{name: getattr(header, name) for name in _HEADER_FIELDS}, history=history
+            **{name: getattr(header, name) for name in HEADER_FIELDS}, history=history
         )
 
 
-_HEADER_FIELDS = tuple(SessionHeader.model_fields)
+HEADER_FIELDS: Final = frozenset(SessionHeader.model_fields)
+"""The fields of :class:`SessionHeader`: what a store keeps of a session beside its history."""
+
+CONTEXT_FIELDS: Final = frozenset(SessionContext.model_fields)
+"""The fields of :class:`SessionContext` (stores with a column per statistic use them)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from types import TracebackType
@@ -42,6 +41,7 @@ from ..models import (
     now_ms,
     require_uuid,
 )
+from ..models._common import UNSET, Unset
 from ..models._page import LIST_LIMIT_DEFAULT
 from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease, SessionStore
@@ -52,14 +52,7 @@ from ._events import Done, Error, StreamEvent
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._window import WindowPolicy
 
-
-class _Unset(enum.Enum):
-    """A keyword argument left out (``None`` may be a value a caller means)."""
-
-    UNSET = enum.auto()
-
-
-_UNSET = _Unset.UNSET
+_UNSET = UNSET
 RECENT_LIMIT_MAX = 10_000
 
 
@@ -337,9 +330,9 @@ class SessionManager(SessionCore):
         self,
         session_id: str,
         *,
-        name: str | _Unset = _UNSET,
-        status: SessionStatus | _Unset = _UNSET,
-        metadata: dict[str, Any] | _Unset = _UNSET,
+        name: str | Unset = _UNSET,
+        status: SessionStatus | Unset = _UNSET,
+        metadata: dict[str, Any] | Unset = _UNSET,
     ) -> Result[ChatSession]:
         """Rename a session, change its status (``active``, ``paused``, ``completed``) or
         replace its metadata. Fields left out keep their value."""
@@ -429,10 +422,9 @@ class SessionManager(SessionCore):
                     raise SessionNotFoundError(
                         f"no session has id {session_id}", session_id=session_id
                     )
-                history = session.history
-            else:
-                history = entry.session.history
-            return [item.model_copy(deep=True) for item in history[-limit:]]
+                # Read for this call alone: nobody else holds these items.
+                return session.history[-limit:]
+            return [item.model_copy(deep=True) for item in entry.session.history[-limit:]]
 
         return await guard(recent)
 

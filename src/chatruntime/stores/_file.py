@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
-from weakref import WeakValueDictionary
 
 import anyio
 import anyio.to_thread
@@ -33,6 +32,7 @@ from ._errors import busy, check_revision_step
 from ._file_codec import Unreadable, decode_record, encode_record
 from ._file_io import ensure_dir, fsync_dir, list_dir, read_file, remove, write_atomically
 from ._file_sessions import LeaseGrant, SessionFiles, logger
+from ._keyed_locks import KeyedLocks
 from ._lease import poll
 from ._paging import check_listing, page_from_sorted
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
@@ -124,6 +124,9 @@ class FileStore:
         fold_min_bytes: A journal smaller than this is never folded before ``close()``.
         fold_ratio: Fold once the journal reaches this share of the ``.json``'s size (keeps
             the average cost of a turn independent of the history's length).
+
+    Raises:
+        ValueError: ``fold_min_bytes`` or ``fold_ratio`` is negative.
     """
 
     def __init__(
@@ -134,10 +137,9 @@ class FileStore:
         fold_ratio: float = DEFAULT_FOLD_RATIO,
     ) -> None:
         if fold_min_bytes < 0 or fold_ratio < 0:
-            raise InvalidInputError(
-                "fold_min_bytes and fold_ratio must not be negative",
-                fold_min_bytes=fold_min_bytes,
-                fold_ratio=fold_ratio,
+            raise ValueError(
+                "fold_min_bytes and fold_ratio must not be negative, got "
+                f"fold_min_bytes={fold_min_bytes!r}, fold_ratio={fold_ratio!r}"
             )
         self._root = Path(root)
         self._agents_dir = self._root / "agents"
@@ -146,8 +148,12 @@ class FileStore:
         )
         self._opening = anyio.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
-        self._write_locks: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
-        self._lease_locks: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
+        # Writes of one session in this process queue here rather than each holding a
+        # worker thread blocked on the session's lock.
+        self._write_locks = KeyedLocks()
+        # Leases of one session in this process queue here first, so a release hands the
+        # lease over at once instead of at the next poll.
+        self._lease_locks = KeyedLocks()
         self._journaled: set[str] = set()
         """Sessions this store left a journal for, to fold on close()."""
 
@@ -183,7 +189,7 @@ class FileStore:
         """
         failures: list[StorageError] = []
         for session_id in sorted(self._journaled):
-            async with self._write_lock(session_id):
+            async with self._write_locks.hold(session_id):
                 try:
                     await self._run(self._sessions.fold, session_id, shielded=True)
                 except (CorruptDataError, StoreVersionError):
@@ -365,7 +371,7 @@ class FileStore:
             and not lease.released
         )
         await self._ready()
-        async with self._write_lock(header.id):
+        async with self._write_locks.hold(header.id):
             journal_remains = await self._run(
                 self._write, header, items, expected_revision, give_back, shielded=True
             )
@@ -384,7 +390,7 @@ class FileStore:
         """
         require_uuid(session_id, "session_id")
         await self._ready()
-        async with self._write_lock(session_id):
+        async with self._write_locks.hold(session_id):
             deleted = await self._run(self._sessions.delete, session_id, shielded=True)
         self._journaled.discard(session_id)
         return deleted
@@ -412,20 +418,9 @@ class FileStore:
         """
         require_uuid(session_id, "session_id")
         await self._ready()
-        local = self._lease_locks.get(session_id)
-        if local is None:
-            local = anyio.Lock()
-            self._lease_locks[session_id] = local
         deadline = anyio.current_time() + max(timeout, 0.0)
-        # Tasks of this process queue on an in-process lock first, so a release hands the
-        # lease over at once instead of at the next poll.
-        try:
-            local.acquire_nowait()
-        except anyio.WouldBlock:
-            with anyio.move_on_after(max(timeout, 0.0)) as waiting:
-                await local.acquire()
-            if waiting.cancelled_caught:
-                raise busy(session_id, timeout) from None
+        if not await self._lease_locks.acquire(session_id, timeout=max(timeout, 0.0)):
+            raise busy(session_id, timeout)
         try:
             grant: LeaseGrant | None = await poll(
                 partial(self._run, self._sessions.try_lease, session_id, shielded=True),
@@ -449,7 +444,7 @@ class FileStore:
                     await self._run(self._sessions.release_lease, session_id, shielded=True)
                     held.released = True
         finally:
-            local.release()
+            self._lease_locks.release(session_id)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -493,15 +488,6 @@ class FileStore:
         with anyio.CancelScope(shield=True):
             result = await anyio.to_thread.run_sync(call, limiter=self._limiter)
         return result
-
-    def _write_lock(self, session_id: str) -> anyio.Lock:
-        # Writes of one session in this process queue here rather than each holding a
-        # worker thread blocked on the session's lock.
-        lock = self._write_locks.get(session_id)
-        if lock is None:
-            lock = anyio.Lock()
-            self._write_locks[session_id] = lock
-        return lock
 
     def _agent_path(self, agent_id: str) -> Path:
         return self._agents_dir / f"{require_uuid(agent_id, 'agent_id')}.json"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from weakref import WeakValueDictionary
-
-import anyio
 
 from ..models import (
     AgentSpec,
@@ -24,6 +21,7 @@ from ._errors import (
     session_missing,
     stale_revision,
 )
+from ._keyed_locks import KeyedLocks
 from ._paging import check_listing, page_from_sorted, position
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
 
@@ -40,7 +38,7 @@ class MemoryStore:
         self._agents: dict[str, AgentSpec] = {}
         self._headers: dict[str, SessionHeader] = {}
         self._histories: dict[str, list[HistoryItem]] = {}
-        self._leases: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
+        self._leases = KeyedLocks()
 
     def __repr__(self) -> str:
         return f"MemoryStore(sessions={len(self._headers)}, agents={len(self._agents)})"
@@ -143,17 +141,8 @@ class MemoryStore:
         ttl: float = DEFAULT_LEASE_TTL,
         timeout: float = DEFAULT_LEASE_TIMEOUT,
     ) -> AsyncIterator[Lease]:
-        lock = self._leases.get(session_id)
-        if lock is None:
-            lock = anyio.Lock()
-            self._leases[session_id] = lock
-        try:
-            lock.acquire_nowait()
-        except anyio.WouldBlock:
-            with anyio.move_on_after(timeout) as scope:
-                await lock.acquire()
-            if scope.cancelled_caught:
-                raise busy(session_id, timeout) from None
+        if not await self._leases.acquire(session_id, timeout=timeout):
+            raise busy(session_id, timeout)
         try:
             stored = self._headers.get(session_id)
             yield Lease(
@@ -162,7 +151,7 @@ class MemoryStore:
                 revision_known=True,
             )
         finally:
-            lock.release()
+            self._leases.release(session_id)
 
     def _session(self, session_id: str, last: int | None = None) -> ChatSession:
         header = self._headers[session_id]

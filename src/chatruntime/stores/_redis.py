@@ -56,12 +56,9 @@ from ._redis_keys import LAYOUT_VERSION, RedisKeys
 from ._redis_pool import PoolSettings, describe_server, pool_error, pool_from_url
 from ._redis_upgrade import upgrade_layout
 
-__all__ = ["REDIS_LAYOUT_VERSION", "RedisStore"]
+__all__ = ["RedisStore"]
 
 logger = logging.getLogger("chatruntime.stores.redis")
-
-REDIS_LAYOUT_VERSION: Final = LAYOUT_VERSION
-"""Version of the key layout this chatruntime writes; kept in ``{prefix}chatruntime:schema``."""
 
 _BATCH: Final = 200
 """Agents read per round trip when listing them all."""
@@ -112,8 +109,9 @@ class RedisStore:
         pool_timeout: Seconds a call waits for a free connection (URL only; default 20).
 
     Raises:
-        InvalidInputError: The URL is malformed, not exactly one of ``url``, ``client`` and
-            ``connection_pool`` was given, or a setting is out of range or given twice.
+        ValueError: Not exactly one of ``url``, ``client`` and ``connection_pool`` was given,
+            or an argument is out of range, does not apply, or repeats a setting of the URL.
+        InvalidInputError: The URL is not a string or is malformed (its query included).
     """
 
     def __init__(
@@ -131,22 +129,20 @@ class RedisStore:
         sources = {"url": url, "client": client, "connection_pool": connection_pool}
         given = [name for name, value in sources.items() if value is not None]
         if len(given) != 1:
-            raise InvalidInputError(
+            raise ValueError(
                 "RedisStore needs exactly one of url, client or connection_pool, "
-                f"got {', '.join(given) or 'none'}",
-                given=given,
+                f"got {', '.join(given) or 'none'}"
             )
         if not isinstance(key_prefix, str):
-            raise InvalidInputError("key_prefix must be a string", field="key_prefix")
+            raise ValueError(f"key_prefix must be a string, got {type(key_prefix).__name__}")
         timeouts = {"socket_timeout": socket_timeout, "connect_timeout": connect_timeout}
         for name, seconds in timeouts.items():
             if not seconds > 0:
-                raise InvalidInputError(f"{name} must be positive, got {seconds!r}", field=name)
+                raise ValueError(f"{name} must be positive, got {seconds!r}")
         if url is None and (max_connections is not None or pool_timeout is not None):
-            raise InvalidInputError(
+            raise ValueError(
                 "max_connections and pool_timeout apply to a store built from a URL; "
-                "set them on the client or connection pool passed in",
-                field="max_connections" if max_connections is not None else "pool_timeout",
+                "set them on the client or connection pool passed in"
             )
 
         self._keys = RedisKeys(key_prefix)

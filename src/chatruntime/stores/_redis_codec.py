@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ..models import HISTORY_ADAPTER, AgentSpec, ChatSession, HistoryItem, SessionHeader
+from ..models._history import HISTORY_ITEM_ADAPTER
+from ..models._session import HEADER_FIELDS
 from ._protocol import CorruptRecord
 from ._records import describe_invalid
 
@@ -19,9 +21,6 @@ __all__ = [
     "parse_read",
     "text",
 ]
-
-_HEADER_FIELDS: Final[set[str]] = set(SessionHeader.model_fields)
-_ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
 
 
 def text(raw: object) -> str | None:
@@ -40,7 +39,7 @@ def dump(model: AgentSpec | HistoryItem) -> str:
 
 def dump_header(header: SessionHeader) -> str:
     """The JSON a session header is stored as (the header fields only, whatever is passed)."""
-    return header.model_dump_json(by_alias=True, exclude_none=True, include=_HEADER_FIELDS)
+    return header.model_dump_json(by_alias=True, exclude_none=True, include=set(HEADER_FIELDS))
 
 
 def is_wrong_type(error: Exception) -> bool:
@@ -86,11 +85,7 @@ def parse_read(
     history = _parse_items(items, int(length) - len(items))
     if isinstance(history, str):
         return CorruptRecord(session_id, history_key, history)
-    # As ChatSession.from_parts, without its cost: leaving ``history`` to model_construct's
-    # default makes pydantic inspect the default factory on every call (~0.2 ms).
-    return ChatSession.model_construct(
-        **{name: getattr(header, name) for name in _HEADER_FIELDS}, history=history
-    )
+    return ChatSession.from_parts(header, history)
 
 
 def _parse_items(raw_items: Sequence[bytes | str], first_index: int = 0) -> list[HistoryItem] | str:
@@ -109,7 +104,7 @@ def _parse_items(raw_items: Sequence[bytes | str], first_index: int = 0) -> list
         pass
     for position, raw_item in enumerate(raw_items):
         try:
-            _ITEM_ADAPTER.validate_json(raw_item)
+            HISTORY_ITEM_ADAPTER.validate_json(raw_item)
         except ValidationError as error:
             return f"invalid item at index {first_index + position}: {describe_invalid(error)}"
     # Each item is valid alone but not joined: one is more than one JSON value.

@@ -7,10 +7,9 @@ with redis-py's ``Too many connections``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis import exceptions as redis_errors
@@ -19,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from ..models import InvalidInputError, StorageError
+from ._url import redact_url, scrub
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -56,17 +56,16 @@ def pool_from_url(url: str, settings: PoolSettings) -> BlockingConnectionPool:
     """The blocking pool a URL names, its own query settings applied.
 
     Raises:
-        InvalidInputError: The URL is malformed, or a setting is invalid or given twice (in
-            the URL and as an argument). Messages never show the URL's password.
+        InvalidInputError: The URL is malformed (a setting in its query included). Messages
+            never show the URL's password.
+        ValueError: A setting given as an argument is out of range, or is in the URL too.
     """
     if not isinstance(url, str):
         raise InvalidInputError(f"url must be a string, got {type(url).__name__}", field="url")
-    # Messages show the URL with its password replaced by "***", as SqlStore's do.
-    shown, password = _redacted(url)
 
     def malformed(reason: object) -> InvalidInputError:
         return InvalidInputError(
-            f"malformed Redis URL {shown!r}: {_scrub(str(reason), password)}", field="url"
+            f"malformed Redis URL {redact_url(url)!r}: {scrub(str(reason), url)}", field="url"
         )
 
     try:
@@ -92,14 +91,6 @@ def pool_from_url(url: str, settings: PoolSettings) -> BlockingConnectionPool:
         "max_connections", settings.max_connections, own, DEFAULT_MAX_CONNECTIONS, int
     )
     pool_timeout = _setting("pool_timeout", settings.pool_timeout, own, DEFAULT_POOL_TIMEOUT, float)
-    if max_connections < 1:
-        raise InvalidInputError(
-            f"max_connections must be at least 1, got {max_connections}", field="max_connections"
-        )
-    if not pool_timeout > 0:
-        raise InvalidInputError(
-            f"pool_timeout must be positive, got {pool_timeout!r}", field="pool_timeout"
-        )
     try:
         return BlockingConnectionPool.from_url(
             urlunsplit(parts._replace(query=urlencode(rest))),
@@ -123,21 +114,35 @@ def _setting(
     default: float,
     kind: type[int] | type[float],
 ) -> Any:
+    """The setting's value from the URL's query or the argument (not both), or ``default``:
+    a count of at least 1 (``int``) or a positive number of seconds (``float``).
+
+    A bad value in the URL is the URL's fault (``InvalidInputError``, as for the rest of a
+    malformed URL); a bad argument is the calling code's (``ValueError``).
+    """
+    counts = kind is int
+    wanted = "an integer of at least 1" if counts else "a positive number"
+
+    def fits(value: float) -> bool:
+        return value >= 1 if counts else value > 0
+
     if name in in_url:
         if argument is not None:
-            raise InvalidInputError(
-                f"{name} is given both in the URL and as an argument; give it once",
-                field=name,
-            )
+            raise ValueError(f"{name} is given both in the URL and as an argument; give it once")
         try:
-            return kind(in_url[name])
+            value = kind(in_url[name])
         except ValueError:
+            value = None
+        if value is None or not fits(value):
             raise InvalidInputError(
-                f"{name} in the URL must be {'an integer' if kind is int else 'a number'}, "
-                f"got {in_url[name]!r}",
-                field=name,
-            ) from None
-    return default if argument is None else argument
+                f"{name} in the URL must be {wanted}, got {in_url[name]!r}", field=name
+            )
+        return value
+    if argument is None:
+        return default
+    if not fits(argument):
+        raise ValueError(f"{name} must be {wanted}, got {argument!r}")
+    return argument
 
 
 def pool_error(client: Redis, error: redis_errors.RedisError, server: str) -> StorageError | None:
@@ -166,34 +171,6 @@ def pool_error(client: Redis, error: redis_errors.RedisError, server: str) -> St
             max_connections=limit,
         )
     return None
-
-
-def _redacted(url: str) -> tuple[str, str]:
-    """``url`` with the password in its user info replaced by ``***``, and that password.
-
-    Parsed by hand, as ``urlsplit`` does it (user info ends at the netloc's last ``@``, the
-    password starts after its first ``:``), so that even a URL ``urlsplit`` rejects is shown
-    without its password.
-    """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url, ""
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    userinfo, at, host = netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    if not at or not colon or not password:
-        return url, ""
-    return f"{scheme}://{user}:***@{host}{tail}", password
-
-
-def _scrub(text: str, password: str) -> str:
-    # Whole occurrences only, as SqlStore does: a password "pass" must not turn "password"
-    # into "***word". The driver sees the password percent-decoded, so both forms go.
-    for secret in {password, unquote(password)} - {""}:
-        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
-        text = re.sub(pattern, "***", text)
-    return text
 
 
 def _driver_identity() -> dict[str, Any]:

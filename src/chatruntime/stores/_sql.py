@@ -39,7 +39,7 @@ from ..models._page import LIST_LIMIT_DEFAULT
 from ._errors import check_revision_step
 from ._paging import check_listing
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
-from ._sql_errors import ErrorMapper, describe, describe_unparsed, is_memory, password_of
+from ._sql_errors import ErrorMapper, describe, describe_unparsed, is_memory, url_text
 from ._sql_leases import FILE_LOCKS_AVAILABLE, check_lease_arguments
 from ._sql_postgres import PostgresBackend
 from ._sql_schema import DEFAULT_TABLE_PREFIX, SqlTables, define_tables, dump_json, migrate
@@ -121,9 +121,10 @@ class SqlStore:
             set there wins over everything else.
 
     Raises:
-        InvalidInputError: Not exactly one of ``url`` and ``engine``, ``engine_kwargs`` or
-            pool settings with an engine, a table prefix unfit for SQL names, or a timeout or
+        ValueError: Not exactly one of ``url`` and ``engine``, ``engine_kwargs`` or pool
+            settings with an engine, a table prefix unfit for SQL names, or a timeout or
             pool setting out of range.
+        InvalidInputError: ``url`` is not a string or ``URL``.
     """
 
     def __init__(
@@ -139,30 +140,27 @@ class SqlStore:
         engine_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if (url is None) == (engine is None):
-            raise InvalidInputError(
+            raise ValueError(
                 "SqlStore needs exactly one of url and engine, got "
-                f"{'both' if url is not None else 'neither'}",
-                field="url",
+                f"{'both' if url is not None else 'neither'}"
             )
         pool = _pool_settings(
             {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout},
-            source="",
+            in_url=False,
         )
         if engine is not None and (engine_kwargs or pool):
             given = "engine_kwargs" if engine_kwargs else next(iter(pool))
-            raise InvalidInputError(
+            raise ValueError(
                 f"{given} configures an engine the store creates; "
-                "configure the engine you pass in yourself",
-                field=given,
+                "configure the engine you pass in yourself"
             )
         if url is not None and not isinstance(url, (str, URL)):
             raise InvalidInputError(f"url must be a string, got {type(url).__name__}", field="url")
         if isinstance(connect_timeout, bool) or not (
             isinstance(connect_timeout, (int, float)) and connect_timeout > 0
         ):
-            raise InvalidInputError(
-                f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}",
-                field="connect_timeout",
+            raise ValueError(
+                f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
             )
         self._url = url
         self._tables: SqlTables = define_tables(table_prefix)
@@ -173,7 +171,7 @@ class SqlStore:
         self._owns_engine = engine is None
         self._errors = ErrorMapper(
             where=describe(engine.url) if engine is not None else describe_unparsed(url),
-            password=password_of(engine.url if engine is not None else url),
+            url=url_text(engine.url if engine is not None else url),
             connect_timeout=float(connect_timeout),
         )
         self._backend: SqliteBackend | PostgresBackend | None = None
@@ -203,6 +201,9 @@ class SqlStore:
         Raises:
             InvalidInputError: The URL is malformed, names an unsupported database or driver,
                 or has a pool setting out of range.
+            ValueError: Constructor arguments that only the URL or engine shows to be wrong:
+                a PostgreSQL-only pool setting for SQLite, ``engine_kwargs`` SQLAlchemy
+                refuses, an engine of an unsupported database or driver.
             StorageError: The database cannot be reached in time, refused the credentials, or
                 failed while creating or upgrading the tables.
             StoreVersionError: The database was created by a newer chatruntime.
@@ -396,10 +397,11 @@ class SqlStore:
             # In a worker thread: the SQLite dialect resolves the file's absolute path.
             return await anyio.to_thread.run_sync(partial(create_async_engine, url, **kwargs))
         except (sa_errors.ArgumentError, TypeError, ValueError) as error:
-            raise InvalidInputError(
-                f"cannot configure {self._errors.where}: {self._errors.scrub(str(error))}",
-                field="engine_kwargs",
-            ) from error
+            message = f"cannot configure {self._errors.where}: {self._errors.scrub(str(error))}"
+            if self._engine_kwargs:
+                # Most likely the engine_kwargs the code passed: a programming mistake.
+                raise ValueError(message) from error
+            raise InvalidInputError(message, field="engine_kwargs") from error
 
     def _parsed_url(self) -> tuple[URL, dict[str, float]]:
         """The URL without the pool settings in its query, and the pool settings (the
@@ -432,25 +434,27 @@ class SqlStore:
                 field="url",
             )
         from_url = {name: url.query[name] for name in _POOL_SETTINGS if name in url.query}
-        pool = {**_pool_settings(from_url, source=" in the URL"), **self._pool}
+        pool = {**_pool_settings(from_url, in_url=True), **self._pool}
         if backend == "sqlite":
             for name in ("max_overflow", "pool_timeout"):
-                if name in pool:
-                    raise InvalidInputError(
-                        f"{name} applies to PostgreSQL only: on SQLite every call queues "
-                        "for its connection instead of waiting for a free one",
-                        field=name,
-                    )
+                if name not in pool:
+                    continue
+                message = (
+                    f"{name} applies to PostgreSQL only: on SQLite every call queues "
+                    "for its connection instead of waiting for a free one"
+                )
+                if name in self._pool:
+                    raise ValueError(message)
+                raise InvalidInputError(message, field=name)
         self._errors.where = describe(url)
         return url.difference_update_query(_POOL_SETTINGS), pool
 
     def _adopt(self, engine: AsyncEngine) -> str:
         dialect = engine.dialect
         if _SUPPORTED_DRIVERS.get(dialect.name) != dialect.driver:
-            raise InvalidInputError(
+            raise ValueError(
                 f"SqlStore does not support {dialect.name}+{dialect.driver} engines; "
-                f"use one for {_URL_EXAMPLES}",
-                field="engine",
+                f"use one for {_URL_EXAMPLES}"
             )
         self._errors.where = describe(engine.url)
         if dialect.name == "sqlite":
@@ -491,12 +495,15 @@ async def _locked_postgres_transaction(
         yield conn
 
 
-def _pool_settings(given: Mapping[str, Any], *, source: str) -> dict[str, float]:
-    """The pool settings set in ``given``, checked, and converted from text (a URL's).
+def _pool_settings(given: Mapping[str, Any], *, in_url: bool) -> dict[str, float]:
+    """The pool settings set in ``given`` (arguments, or text from the URL's query), checked
+    and converted.
 
     Raises:
-        InvalidInputError: ``pool_size`` is not a whole number of at least 1, ``max_overflow``
-            one of at least 0, or ``pool_timeout`` a positive number of seconds.
+        InvalidInputError: ``in_url``, and ``pool_size`` is not a whole number of at least 1,
+            ``max_overflow`` one of at least 0, or ``pool_timeout`` a positive number of
+            seconds: the URL is malformed.
+        ValueError: The same for arguments: a programming mistake.
     """
     settings: dict[str, float] = {}
     for name, value in given.items():
@@ -515,7 +522,11 @@ def _pool_settings(given: Mapping[str, Any], *, source: str) -> dict[str, float]
                 settings[name] = count
                 continue
             wanted = f"a whole number of at least {least}"
-        raise InvalidInputError(f"{name}{source} must be {wanted}, got {value!r}", field=name)
+        if in_url:
+            raise InvalidInputError(
+                f"{name} in the URL must be {wanted}, got {value!r}", field=name
+            )
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return settings
 
 

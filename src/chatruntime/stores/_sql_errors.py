@@ -7,7 +7,6 @@ would leak user content into logs).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from sqlalchemy import exc as sa_errors
 from sqlalchemy.engine import URL, make_url
 
 from ..models import ChatRuntimeError, StorageError
+from ._url import scrub
 
 
 @dataclass
@@ -25,7 +25,8 @@ class ErrorMapper:
 
     Attributes:
         where: How messages name the database (``SQLite database /srv/chat.db``).
-        password: The URL's password, replaced by ``***`` wherever a message would show it.
+        url: The database URL as text, password included: the password is replaced by
+            ``***`` wherever a message would show it (see :func:`url_text`).
         connect_timeout: Seconds a PostgreSQL connection may take, for the message when it
             runs out.
         pool: The pool's settings, for the message when no connection became free in time.
@@ -34,7 +35,7 @@ class ErrorMapper:
     """
 
     where: str
-    password: str = ""
+    url: str = field(default="", repr=False)
     connect_timeout: float = 5.0
     pool: str = ""
     driver_errors: tuple[type[Exception], ...] = field(default=(sqlite3.Error,))
@@ -82,12 +83,8 @@ class ErrorMapper:
         return StorageError(message, where=self.where)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the password replaced by ``***``."""
-        # Whole occurrences only: a password "pass" must not turn "password" into "***word".
-        if not self.password:
-            return text
-        pattern = rf"(?<![A-Za-z0-9]){re.escape(self.password)}(?![A-Za-z0-9])"
-        return re.sub(pattern, "***", text)
+        """``text`` with the URL's password replaced by ``***``."""
+        return scrub(text, self.url)
 
 
 def is_memory(url: URL) -> bool:
@@ -117,13 +114,12 @@ def describe_unparsed(url: str | URL | None) -> str:
         return "SQL database (malformed URL)"
 
 
-def password_of(url: str | URL | None) -> str:
-    """The password in ``url``, or ``""``."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url or "")
-    except (sa_errors.ArgumentError, ValueError):
-        return ""
-    return str(parsed.password or "")
+def url_text(url: str | URL | None) -> str:
+    """``url`` as text with its password, for :attr:`ErrorMapper.url` (a ``URL`` object's
+    own ``str()`` hides the password, which then could not be scrubbed)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=False)
+    return url or ""
 
 
 def _reason(error: BaseException, connect_timeout: float | None) -> str:

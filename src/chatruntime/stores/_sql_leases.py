@@ -30,12 +30,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
-from weakref import WeakValueDictionary
 
 import anyio
 
 from ..models import InvalidInputError
 from ._errors import busy
+from ._keyed_locks import KeyedLocks
 from ._lease import poll
 from ._protocol import Lease
 from ._sql_errors import ErrorMapper
@@ -70,20 +70,6 @@ def check_lease_arguments(ttl: float, timeout: float) -> None:
         raise InvalidInputError(f"timeout must not be negative, got {timeout!r}", field="timeout")
 
 
-class _LocalLocks:
-    """One ``anyio.Lock`` per session held or awaited in this store, dropped when unused."""
-
-    def __init__(self) -> None:
-        self._locks: WeakValueDictionary[str, anyio.Lock] = WeakValueDictionary()
-
-    def get(self, session_id: str) -> anyio.Lock:
-        lock = self._locks.get(session_id)
-        if lock is None:
-            lock = anyio.Lock()
-            self._locks[session_id] = lock
-        return lock
-
-
 class FileLeases:
     """Session leases of a SQLite store: byte locks on a lock file, or in-process locks only.
 
@@ -100,7 +86,7 @@ class FileLeases:
         self._namespace = namespace
         self._errors = errors
         self._fd = -1
-        self._local = _LocalLocks()
+        self._local = KeyedLocks()
 
     async def open(self) -> None:
         """Open the lock file (in a worker thread: opening may wait for the disk).
@@ -129,15 +115,8 @@ class FileLeases:
             StorageError: The lock call failed for another reason than a holder.
         """
         deadline = anyio.current_time() + timeout
-        local = self._local.get(session_id)
-        try:
-            local.acquire_nowait()
-        except anyio.WouldBlock:
-            # Only a wait gets the deadline: with timeout=0 a free lock is still taken.
-            with anyio.move_on_after(timeout) as waited:
-                await local.acquire()
-            if waited.cancelled_caught:
-                raise busy(session_id, timeout) from None
+        if not await self._local.acquire(session_id, timeout=timeout):
+            raise busy(session_id, timeout)
         try:
             fd = self._fd
             offset = self._offset(session_id)
@@ -153,7 +132,7 @@ class FileLeases:
                     with self._errors.mapped(f"releasing the lease of {session_id}"):
                         _set_lock(fd, offset, fcntl.F_UNLCK)
         finally:
-            local.release()
+            self._local.release(session_id)
 
     async def _lock(self, fd: int, offset: int, deadline: float) -> bool:
         async def attempt() -> bool | None:

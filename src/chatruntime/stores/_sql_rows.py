@@ -10,33 +10,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from ..models import (
-    AgentSpec,
-    ChatSession,
-    CorruptDataError,
-    HistoryItem,
-    SessionContext,
-    SessionHeader,
-)
+from ..models import AgentSpec, ChatSession, CorruptDataError, HistoryItem, SessionHeader
+from ..models._history import HISTORY_ITEM_ADAPTER
+from ..models._session import CONTEXT_FIELDS, HEADER_FIELDS
 from ._protocol import CorruptRecord
 from ._records import describe_invalid, parse_agent
 from ._sql_schema import SqlTables, UndecodableJson, load_json
 
-_HEADER_FIELDS: Final = frozenset(SessionHeader.model_fields)
-_CONTEXT_FIELDS: Final = frozenset(SessionContext.model_fields)
-_ITEM_ADAPTER: TypeAdapter[HistoryItem] = TypeAdapter(HistoryItem)
-
 HEADER_COLUMNS: Final = tuple(
-    sorted((_HEADER_FIELDS - {"context"}) | _CONTEXT_FIELDS, key=lambda name: (name != "id", name))
+    sorted((HEADER_FIELDS - {"context"}) | CONTEXT_FIELDS, key=lambda name: (name != "id", name))
 )
 """The ``sessions`` columns a header is read from (``id`` first)."""
 
 
 def header_values(header: SessionHeader) -> dict[str, Any]:
     """The ``sessions`` columns of ``header`` (JSON columns as Python values)."""
-    values = header.model_dump(mode="json", include=set(_HEADER_FIELDS))
+    values = header.model_dump(mode="json", include=set(HEADER_FIELDS))
     values.update(values.pop("context"))
     return values
 
@@ -65,8 +56,8 @@ class RowReader:
         ]
         if undecodable:
             return CorruptRecord(session_id, location, "; ".join(undecodable))
-        fields = {name: row[name] for name in _HEADER_FIELDS - {"context"}}
-        fields["context"] = {name: row[name] for name in _CONTEXT_FIELDS}
+        fields = {name: row[name] for name in HEADER_FIELDS - {"context"}}
+        fields["context"] = {name: row[name] for name in CONTEXT_FIELDS}
         try:
             return SessionHeader.model_validate(fields)
         except ValidationError as error:
@@ -85,7 +76,7 @@ class RowReader:
         history: list[HistoryItem] = []
         # The validator itself: on a tail read of 50 items the adapter's wrapper is a tenth
         # of the time.
-        validate = _ITEM_ADAPTER.validator.validate_json
+        validate = HISTORY_ITEM_ADAPTER.validator.validate_json
         for seq, text in items:
             try:
                 history.append(validate(text))
@@ -119,7 +110,7 @@ class RowReader:
         if isinstance(value, UndecodableJson):
             return CorruptRecord(session_id, location, f"item is not valid JSON: {value.error}")
         try:
-            _ITEM_ADAPTER.validate_python(value)
+            HISTORY_ITEM_ADAPTER.validate_python(value)
         except ValidationError as error:
             reason = f"invalid history item: {describe_invalid(error)}"
         else:  # pragma: no cover - valid as a value, yet refused as text

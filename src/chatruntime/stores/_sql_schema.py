@@ -43,7 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from ..models import CorruptDataError, InvalidInputError, StoreVersionError
+from ..models import CorruptDataError, StoreVersionError
 
 DEFAULT_TABLE_PREFIX: Final = "chatruntime_"
 _PREFIX_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}|")
@@ -57,14 +57,13 @@ def check_table_prefix(prefix: object) -> str:
     """Return ``prefix`` if it is usable in table and index names, else raise.
 
     Raises:
-        InvalidInputError: It is not a string of at most 30 letters, digits and underscores
-            that does not start with a digit.
+        ValueError: It is not a string of at most 30 letters, digits and underscores that
+            does not start with a digit.
     """
     if not isinstance(prefix, str) or not _PREFIX_PATTERN.fullmatch(prefix):
-        raise InvalidInputError(
+        raise ValueError(
             f"table_prefix must be up to 30 letters, digits or underscores, not starting with "
-            f"a digit (such as 'chatruntime_'), got {prefix!r}",
-            field="table_prefix",
+            f"a digit (such as 'chatruntime_'), got {prefix!r}"
         )
     return prefix
 

@@ -1,14 +1,16 @@
-"""``open_store``: pick and build a store from a URL, as in a config file or an env variable."""
+"""Store URLs: :func:`open_store` picks and builds a store from one, as in a config file or an
+env variable; :func:`redact_url` and :func:`scrub` keep their passwords out of messages."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 from urllib.parse import unquote
 
 from ..models import InvalidInputError
 from ._protocol import SessionStore
 
-__all__ = ["SUPPORTED_STORE_SCHEMES", "open_store"]
+__all__ = ["SUPPORTED_STORE_SCHEMES", "open_store", "redact_url", "scrub", "url_password"]
 
 SUPPORTED_STORE_SCHEMES: Final = (
     "memory://",
@@ -99,3 +101,56 @@ def open_store(url: str, **options: Any) -> SessionStore:
         field="url",
         supported=list(SUPPORTED_STORE_SCHEMES),
     )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password in its user info replaced by ``***``; never raises.
+
+    Split by hand, as ``urlsplit`` splits (the user info ends at the netloc's last ``@``, the
+    password starts after its first ``:``), but without parsing the host or the port, which
+    ``urlsplit`` rejects with ``ValueError`` when they are malformed: a URL bad enough to fail
+    to open must still be shown, and shown without its password.
+
+    Example:
+        >>> redact_url("redis://:s3cret@cache:6379/0")
+        'redis://:***@cache:6379/0'
+    """
+    scheme, user, password, host, tail = _split(url)
+    if password is None:
+        return url
+    return f"{scheme}://{user}:***@{host}{tail}"
+
+
+def url_password(url: str) -> str:
+    """The password in ``url``'s user info as written (still percent-encoded), or ``""``;
+    never raises. Split as :func:`redact_url` splits."""
+    return _split(url)[2] or ""
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's or parser's message about ``url``) with ``url``'s password
+    replaced by ``***``, as written and percent-decoded (drivers see the decoded form).
+
+    Only whole occurrences go: a password ``pass`` must not turn ``password`` into
+    ``***word``.
+    """
+    password = url_password(url)
+    for secret in sorted({password, unquote(password)} - {""}, key=len, reverse=True):
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+        text = re.sub(pattern, "***", text)
+    return text
+
+
+def _split(url: str) -> tuple[str, str, str | None, str, str]:
+    """``(scheme, user, password, host, rest)``; ``password`` is ``None`` when the URL has no
+    ``user:password@`` part (an empty password is still one)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url, "", None, "", ""
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon:
+        return url, "", None, "", ""
+    return scheme, user, password, host, tail
