@@ -44,6 +44,7 @@ from chatruntime.stores import RedisStore, SqlStore
 
 manager: SessionManager
 session_id: str
+agent_id: str
 """
 
 

@@ -71,6 +71,7 @@ from .session import (
     TokenBudget,
     ToolCall,
     ToolResult,
+    UserSessions,
     WindowPolicy,
 )
 from .stores import CorruptRecord, FileStore, LoadReport, MemoryStore, SessionStore, open_store
@@ -136,6 +137,7 @@ __all__ = [
     "TurnError",
     "TurnTimeoutError",
     "UsageError",
+    "UserSessions",
     "WindowPolicy",
     "build_model_provider",
     "open_store",

@@ -13,6 +13,7 @@ from ._events import (
     ToolResult,
 )
 from ._manager import CheckProgress, CheckReport, SessionManager
+from ._user import UserSessions
 from ._window import LastItems, TokenBudget, WindowPolicy
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "TokenBudget",
     "ToolCall",
     "ToolResult",
+    "UserSessions",
     "WindowPolicy",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, Self
@@ -42,7 +42,7 @@ from ..models import (
     require_uuid,
 )
 from ..models._common import UNSET, Unset
-from ..models._page import LIST_LIMIT_DEFAULT
+from ..models._page import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease, SessionStore
 from ..stores._paging import check_listing
@@ -50,6 +50,7 @@ from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay
 from ._core import Lifecycle, SessionCore
 from ._events import Done, Error, StreamEvent
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
+from ._user import UserSessions
 from ._window import WindowPolicy
 
 _UNSET = UNSET
@@ -274,11 +275,20 @@ class SessionManager(SessionCore):
 
         return await guard(create)
 
-    async def get_session(self, session_id: str) -> Result[ChatSession]:
-        """One session with its history (a copy: changing it changes nothing stored)."""
+    async def get_session(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> Result[ChatSession]:
+        """One session with its history (a copy: changing it changes nothing stored).
+
+        With ``user_id``, a session of another user answers ``SESSION_NOT_FOUND`` exactly
+        as an unknown id does (so does every call that takes ``user_id``).
+        """
 
         async def get() -> ChatSession:
-            return (await self._lookup(session_id)).session.model_copy(deep=True)
+            check_user_id(user_id)
+            entry = await self._lookup(session_id)
+            _check_owner(entry.session, user_id)
+            return entry.session.model_copy(deep=True)
 
         return await guard(get)
 
@@ -326,6 +336,109 @@ class SessionManager(SessionCore):
         for :meth:`list_sessions` with ``agent_id``)."""
         return await self.list_sessions(agent_id=agent_id, limit=limit, cursor=cursor)
 
+    async def get_sessions_by_user(
+        self, user_id: str, *, limit: int = LIST_LIMIT_DEFAULT, cursor: str | None = None
+    ) -> Result[SessionPage]:
+        """A page of a user's sessions, most recent activity first."""
+        return await self.list_sessions(user_id=user_id, limit=limit, cursor=cursor)
+
+    async def session_exists(self, session_id: str, *, user_id: str | None = None) -> Result[bool]:
+        """Whether a session with this id is stored (and, with ``user_id``, is that user's).
+
+        Reads the header alone. A damaged session answers ``CORRUPT_DATA``.
+        """
+
+        async def exists() -> bool:
+            self._require_open()
+            require_uuid(session_id, "session_id")
+            check_user_id(user_id)
+            entry = self._cache.get(session_id)
+            found = entry.session if entry is not None else await self._read(session_id, last=0)
+            if entry is not None and await self.store.get_revision(session_id) is None:
+                self._cache.drop(session_id)
+                found = None
+            return found is not None and (user_id is None or found.user_id == user_id)
+
+        return await guard(exists)
+
+    async def get_active_session_count(self, user_id: str | None = None) -> Result[int]:
+        """How many sessions are stored: all of them from the store's index, or one user's
+        (counted a page of the user's index at a time)."""
+
+        async def count() -> int:
+            self._require_open()
+            check_user_id(user_id)
+            if user_id is None:
+                return await self.store.count_sessions()
+            total = 0
+            async for page in self._pages(user_id=user_id):
+                total += len(page.sessions)
+            return total
+
+        return await guard(count)
+
+    async def delete_user_sessions(self, user_id: str) -> Result[int]:
+        """Delete every session of a user; how many were deleted. Damaged sessions are left
+        for a person (see :meth:`delete_session`) and not counted."""
+        return await self._delete_all(user_id=user_id)
+
+    async def delete_agent_sessions(self, agent_id: str) -> Result[int]:
+        """Delete every session of an agent; how many were deleted (damaged ones are left)."""
+        return await self._delete_all(agent_id=agent_id)
+
+    async def _delete_all(
+        self, *, user_id: str | None = None, agent_id: str | None = None
+    ) -> Result[int]:
+        async def delete_all() -> int:
+            self._require_open()
+            if agent_id is not None:
+                require_uuid(agent_id, "agent_id")
+            check_user_id(user_id)
+            if user_id is None and agent_id is None:
+                raise InvalidInputError("name a user or an agent", field="user_id")
+            # Collect first: deleting while walking a keyset listing is safe, but a page at a
+            # time keeps the walk simple and bounded.
+            deleted = 0
+            while True:
+                page = await self.store.list_sessions(
+                    agent_id=agent_id, user_id=user_id, limit=LIST_LIMIT_MAX
+                )
+                progress = 0
+                for header in page.sessions:
+                    result = await self.delete_session(header.id)
+                    if result.success:
+                        deleted += 1
+                        progress += 1
+                if page.next_cursor is None or progress == 0:
+                    return deleted
+
+        return await guard(delete_all)
+
+    async def _pages(
+        self, *, user_id: str | None = None, agent_id: str | None = None
+    ) -> AsyncIterator[SessionPage]:
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_sessions(
+                agent_id=agent_id, user_id=user_id, limit=LIST_LIMIT_MAX, cursor=cursor
+            )
+            yield page
+            if (cursor := page.next_cursor) is None:
+                return
+
+    def for_user(self, user_id: str) -> UserSessions:
+        """This manager seen by one user: every call is scoped to ``user_id``, and sessions
+        are created for it. Another user's session answers ``SESSION_NOT_FOUND``, worded as
+        for an unknown id.
+
+        Example:
+            >>> alice = manager.for_user("alice")
+            >>> session = (await alice.create_session(agent_id, "Chat")).unwrap()
+            >>> reply = await alice.send_message(session.id, "Hello")
+        """
+        check_user_id(user_id)
+        return UserSessions(self, user_id)
+
     async def update_session(
         self,
         session_id: str,
@@ -333,6 +446,7 @@ class SessionManager(SessionCore):
         name: str | Unset = _UNSET,
         status: SessionStatus | Unset = _UNSET,
         metadata: dict[str, Any] | Unset = _UNSET,
+        user_id: str | None = None,
     ) -> Result[ChatSession]:
         """Rename a session, change its status (``active``, ``paused``, ``completed``) or
         replace its metadata. Fields left out keep their value."""
@@ -340,6 +454,7 @@ class SessionManager(SessionCore):
         async def update() -> ChatSession:
             self._require_open()
             require_uuid(session_id, "session_id")
+            check_user_id(user_id)
             changes: dict[str, Any] = {}
             if name is not _UNSET:
                 changes["name"] = check_name(name)
@@ -359,13 +474,14 @@ class SessionManager(SessionCore):
                 check_metadata(metadata)
                 changes["metadata"] = dict(metadata)
             async with self._exclusive(session_id) as (entry, lease):
+                _check_owner(entry.session, user_id)
                 header = self._next_header(entry.session, **changes)
                 updated = await self._commit(entry, header, [], lease)
             return updated.model_copy(deep=True)
 
         return await guard(update)
 
-    async def delete_session(self, session_id: str) -> Result[None]:
+    async def delete_session(self, session_id: str, *, user_id: str | None = None) -> Result[None]:
         """Delete a session and its stored record.
 
         A session found corrupt answers ``CORRUPT_DATA`` and stays on disk: damaged data is
@@ -375,14 +491,17 @@ class SessionManager(SessionCore):
         async def delete() -> None:
             self._require_open()
             require_uuid(session_id, "session_id")
+            check_user_id(user_id)
             async with (
                 self._tracked(),
                 self._locks.hold(session_id),
                 self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
             ):
                 # Read it first: a damaged record is refused, never dropped.
-                known = await self._read(session_id, last=1) is not None
-                deleted = known and await self.store.delete_session(session_id)
+                found = await self._read(session_id, last=1)
+                if found is not None:
+                    _check_owner(found, user_id)
+                deleted = found is not None and await self.store.delete_session(session_id)
                 self._cache.drop(session_id)
                 if not deleted:
                     raise SessionNotFoundError(
@@ -392,7 +511,7 @@ class SessionManager(SessionCore):
         return await guard(delete)
 
     async def get_recent_messages(
-        self, session_id: str, limit: int = 50
+        self, session_id: str, limit: int = 50, *, user_id: str | None = None
     ) -> Result[list[HistoryItem]]:
         """The last ``limit`` history items of a session (default 50), oldest first."""
 
@@ -408,6 +527,7 @@ class SessionManager(SessionCore):
                 )
             self._require_open()
             require_uuid(session_id, "session_id")
+            check_user_id(user_id)
             entry = self._cache.get(session_id)
             stored = await self.store.get_revision(session_id) if entry is not None else None
             if (
@@ -422,8 +542,10 @@ class SessionManager(SessionCore):
                     raise SessionNotFoundError(
                         f"no session has id {session_id}", session_id=session_id
                     )
+                _check_owner(session, user_id)
                 # Read for this call alone: nobody else holds these items.
                 return session.history[-limit:]
+            _check_owner(entry.session, user_id)
             return [item.model_copy(deep=True) for item in entry.session.history[-limit:]]
 
         return await guard(recent)
@@ -431,7 +553,12 @@ class SessionManager(SessionCore):
     # -- turns ----------------------------------------------------------------------------
 
     async def send_message(
-        self, session_id: str, content: str, *, timeout: float | None = None
+        self,
+        session_id: str,
+        content: str,
+        *,
+        timeout: float | None = None,
+        user_id: str | None = None,
     ) -> Result[Message]:
         """Send a user message and run the session's agent until it answers.
 
@@ -452,6 +579,8 @@ class SessionManager(SessionCore):
             content: The user's message.
             timeout: Seconds the turn may take, waiting for earlier turns included
                 (default: the manager's ``default_timeout``).
+            user_id: The caller's user: another user's session answers
+                ``SESSION_NOT_FOUND``, worded as for an unknown id.
 
         Returns:
             The agent's final reply.
@@ -461,10 +590,15 @@ class SessionManager(SessionCore):
             >>> print(reply.data.content if reply.success else reply.error.code)
         """
 
-        return await guard(lambda: self._turn(session_id, content, timeout, run_turn))
+        return await guard(lambda: self._turn(session_id, content, timeout, run_turn, user_id))
 
     async def stream_message(
-        self, session_id: str, content: str, *, timeout: float | None = None
+        self,
+        session_id: str,
+        content: str,
+        *,
+        timeout: float | None = None,
+        user_id: str | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Send a user message and stream the agent's answer as it is made.
 
@@ -497,7 +631,7 @@ class SessionManager(SessionCore):
 
         async def work() -> None:
             with scope:
-                await self._stream_turn(session_id, content, timeout, sender)
+                await self._stream_turn(session_id, content, timeout, sender, user_id)
 
         worker = asyncio.get_running_loop().create_task(work())
         try:
@@ -530,12 +664,13 @@ class SessionManager(SessionCore):
         content: str,
         timeout: float | None,
         sender: ObjectSendStream[StreamEvent],
+        user_id: str | None,
     ) -> None:
         async def run(request: TurnRequest) -> TurnOutcome:
             return await stream_turn(request, sender.send)
 
         async with sender:
-            result = await guard(lambda: self._turn(session_id, content, timeout, run))
+            result = await guard(lambda: self._turn(session_id, content, timeout, run, user_id))
             last: StreamEvent
             if result.success:
                 assert result.data is not None
@@ -552,12 +687,15 @@ class SessionManager(SessionCore):
         content: str,
         timeout: float | None,
         run: Callable[[TurnRequest], Awaitable[TurnOutcome]],
+        user_id: str | None = None,
     ) -> Message:
         """Validate, take the session, ``run`` the turn on it, and commit the outcome."""
         limit = self._check_turn(session_id, content, timeout)
+        check_user_id(user_id)
         replies: list[Message] = []
         with anyio.move_on_after(limit):
             entry = await self._lookup_for_turn(session_id, content)
+            _check_owner(entry.session, user_id)
             window = self.window_for(entry.session.agent_id)
             async with self._exclusive(session_id, window=window, content=content) as (
                 entry,
@@ -672,3 +810,10 @@ def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
 
 def _is_timeout(timeout: object) -> bool:
     return not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
+
+
+def _check_owner(session: SessionHeader, user_id: str | None) -> None:
+    """A caller that names a user sees only that user's sessions: another user's answers
+    exactly as an unknown id, so its existence does not leak."""
+    if user_id is not None and session.user_id != user_id:
+        raise SessionNotFoundError(f"no session has id {session.id}", session_id=session.id)

@@ -1,0 +1,95 @@
+"""``UserSessions``: a manager seen by one user, so a service cannot forget to scope a call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+from ..models import ChatSession, HistoryItem, Message, Result, SessionPage, SessionStatus
+from ..models._common import UNSET, Unset
+from ..models._page import LIST_LIMIT_DEFAULT
+from ._events import StreamEvent
+
+if TYPE_CHECKING:
+    from ._manager import SessionManager
+
+
+class UserSessions:
+    """The calls of a :class:`SessionManager`, each scoped to one user.
+
+    Made by :meth:`SessionManager.for_user`. Sessions are created for the user, listings list
+    only theirs, and a call naming another user's session answers ``SESSION_NOT_FOUND``
+    exactly as an unknown id does.
+    """
+
+    def __init__(self, manager: SessionManager, user_id: str) -> None:
+        self.manager = manager
+        self.user_id = user_id
+
+    def __repr__(self) -> str:
+        return f"UserSessions(user_id={self.user_id!r})"
+
+    async def create_session(
+        self, agent_id: str, name: str, metadata: dict[str, Any] | None = None
+    ) -> Result[ChatSession]:
+        return await self.manager.create_session(agent_id, name, self.user_id, metadata)
+
+    async def get_session(self, session_id: str) -> Result[ChatSession]:
+        return await self.manager.get_session(session_id, user_id=self.user_id)
+
+    async def session_exists(self, session_id: str) -> Result[bool]:
+        return await self.manager.session_exists(session_id, user_id=self.user_id)
+
+    async def list_sessions(
+        self,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        *,
+        limit: int = LIST_LIMIT_DEFAULT,
+        cursor: str | None = None,
+    ) -> Result[SessionPage]:
+        return await self.manager.list_sessions(
+            agent_id, self.user_id, status, limit=limit, cursor=cursor
+        )
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        name: str | Unset = UNSET,
+        status: SessionStatus | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+    ) -> Result[ChatSession]:
+        return await self.manager.update_session(
+            session_id, name=name, status=status, metadata=metadata, user_id=self.user_id
+        )
+
+    async def delete_session(self, session_id: str) -> Result[None]:
+        return await self.manager.delete_session(session_id, user_id=self.user_id)
+
+    async def delete_all_sessions(self) -> Result[int]:
+        """Delete every session of this user; how many were deleted."""
+        return await self.manager.delete_user_sessions(self.user_id)
+
+    async def get_active_session_count(self) -> Result[int]:
+        return await self.manager.get_active_session_count(self.user_id)
+
+    async def get_recent_messages(
+        self, session_id: str, limit: int = 50
+    ) -> Result[list[HistoryItem]]:
+        return await self.manager.get_recent_messages(session_id, limit, user_id=self.user_id)
+
+    async def send_message(
+        self, session_id: str, content: str, *, timeout: float | None = None
+    ) -> Result[Message]:
+        return await self.manager.send_message(
+            session_id, content, timeout=timeout, user_id=self.user_id
+        )
+
+    async def stream_message(
+        self, session_id: str, content: str, *, timeout: float | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        async for event in self.manager.stream_message(
+            session_id, content, timeout=timeout, user_id=self.user_id
+        ):
+            yield event
