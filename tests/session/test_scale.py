@@ -147,6 +147,13 @@ async def test_a_turn_with_a_last_items_window_reads_only_the_tail() -> None:
         store.reads.clear()
         (await manager.send_message(session_id, "again")).unwrap()
         assert store.reads == []
+        # The cached tail stays the size it was read at, turn after turn.
+        for n in range(5):
+            (await manager.send_message(session_id, f"more {n}")).unwrap()
+        entry = manager._cache.get(session_id)
+        assert entry is not None and not entry.complete
+        assert len(entry.session.history) == 5
+        assert store.reads == []
     finally:
         await manager.close()
 

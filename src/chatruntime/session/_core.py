@@ -210,7 +210,12 @@ class SessionCore:
             # in proportion to the history. Nothing outside the cache holds it (callers get
             # deep copies).
             history = entry.session.history
+            kept = len(history)
             history.extend(new_items)
+            if not entry.complete and len(history) > kept > 0:
+                # A tail stays the size it was read at: the next turn reads more if its
+                # window needs more (see _enough), so memory does not grow turn by turn.
+                del history[: len(history) - kept]
             replay = entry.replay.extended(new_items) if entry.replay is not None else None
             updated = ChatSession.from_parts(header, history)
             self._cache.replace(Entry(updated, complete=entry.complete, replay=replay))
