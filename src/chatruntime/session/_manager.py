@@ -10,8 +10,9 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from agents import Agent, RunConfig
+from agents import Agent, RunConfig, RunHooks
 from agents.items import TResponseInputItem
+from agents.lifecycle import RunHooksBase
 from anyio.abc import ObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
@@ -559,6 +560,10 @@ class SessionManager(SessionCore):
         *,
         timeout: float | None = None,
         user_id: str | None = None,
+        context: Any = None,
+        hooks: RunHooks[Any] | None = None,
+        run_config: RunConfig | None = None,
+        max_turns: int | None = None,
     ) -> Result[Message]:
         """Send a user message and run the session's agent until it answers.
 
@@ -581,6 +586,14 @@ class SessionManager(SessionCore):
                 (default: the manager's ``default_timeout``).
             user_id: The caller's user: another user's session answers
                 ``SESSION_NOT_FOUND``, worded as for an unknown id.
+            context: Handed to ``Runner.run`` as its ``context``: tools taking a
+                ``RunContextWrapper`` read it as ``wrapper.context`` (who the user is, a
+                database handle, the request).
+            hooks: The SDK's ``RunHooks`` for this turn.
+            run_config: This turn's run configuration instead of the manager's (its model
+                provider still comes from the ``AgentManager`` when that has one). Its
+                ``group_id`` defaults to the session id, so tracing groups a session's turns.
+            max_turns: This turn's limit of model calls instead of the manager's.
 
         Returns:
             The agent's final reply.
@@ -590,7 +603,10 @@ class SessionManager(SessionCore):
             >>> print(reply.data.content if reply.success else reply.error.code)
         """
 
-        return await guard(lambda: self._turn(session_id, content, timeout, run_turn, user_id))
+        options = _CallOptions(context, hooks, run_config, max_turns)
+        return await guard(
+            lambda: self._turn(session_id, content, timeout, run_turn, user_id, options)
+        )
 
     async def stream_message(
         self,
@@ -599,6 +615,10 @@ class SessionManager(SessionCore):
         *,
         timeout: float | None = None,
         user_id: str | None = None,
+        context: Any = None,
+        hooks: RunHooks[Any] | None = None,
+        run_config: RunConfig | None = None,
+        max_turns: int | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Send a user message and stream the agent's answer as it is made.
 
@@ -631,7 +651,14 @@ class SessionManager(SessionCore):
 
         async def work() -> None:
             with scope:
-                await self._stream_turn(session_id, content, timeout, sender, user_id)
+                await self._stream_turn(
+                    session_id,
+                    content,
+                    timeout,
+                    sender,
+                    user_id,
+                    _CallOptions(context, hooks, run_config, max_turns),
+                )
 
         worker = asyncio.get_running_loop().create_task(work())
         try:
@@ -665,12 +692,15 @@ class SessionManager(SessionCore):
         timeout: float | None,
         sender: ObjectSendStream[StreamEvent],
         user_id: str | None,
+        options: _CallOptions,
     ) -> None:
         async def run(request: TurnRequest) -> TurnOutcome:
             return await stream_turn(request, sender.send)
 
         async with sender:
-            result = await guard(lambda: self._turn(session_id, content, timeout, run, user_id))
+            result = await guard(
+                lambda: self._turn(session_id, content, timeout, run, user_id, options)
+            )
             last: StreamEvent
             if result.success:
                 assert result.data is not None
@@ -687,11 +717,13 @@ class SessionManager(SessionCore):
         content: str,
         timeout: float | None,
         run: Callable[[TurnRequest], Awaitable[TurnOutcome]],
-        user_id: str | None = None,
+        user_id: str | None,
+        options: _CallOptions,
     ) -> Message:
         """Validate, take the session, ``run`` the turn on it, and commit the outcome."""
         limit = self._check_turn(session_id, content, timeout)
         check_user_id(user_id)
+        options.check()
         replies: list[Message] = []
         with anyio.move_on_after(limit):
             entry = await self._lookup_for_turn(session_id, content)
@@ -701,7 +733,7 @@ class SessionManager(SessionCore):
                 entry,
                 lease,
             ):
-                outcome = await run(await self._turn_request(entry, content, window))
+                outcome = await run(await self._turn_request(entry, content, window, options))
                 replies.append(await self._commit_turn(entry, outcome, lease))
         # The reply is checked rather than the scope: a timeout that fires after the commit
         # must not report a stored turn as lost.
@@ -751,7 +783,7 @@ class SessionManager(SessionCore):
         return Entry(session, complete=False)
 
     async def _turn_request(
-        self, entry: Entry, content: str, window: WindowPolicy | None
+        self, entry: Entry, content: str, window: WindowPolicy | None, options: _CallOptions
     ) -> TurnRequest:
         current = entry.session
         if current.status != "active":
@@ -767,10 +799,12 @@ class SessionManager(SessionCore):
             context=current.context,
             content=content,
             agent_ref=self._agent_ref,
-            run_config=await self._turn_run_config(),
-            max_turns=self.max_turns,
+            run_config=await self._turn_run_config(options.run_config, current.id),
+            max_turns=options.max_turns or self.max_turns,
             window=window,
             replayed=None if window is not None else self._replay_of(entry),
+            run_context=options.context,
+            hooks=options.hooks,
         )
 
     @staticmethod
@@ -791,13 +825,18 @@ class SessionManager(SessionCore):
         # is recorded by its name rather than not at all.
         return self.agents.agent_id_of(agent) or agent.name
 
-    async def _turn_run_config(self) -> RunConfig:
-        if self.run_config is not None:
-            if self.agents.model_provider is None:
-                return self.run_config
-            return dataclasses.replace(self.run_config, model_provider=self.agents.model_provider)
-        provider, config = await self.agents.provider()
-        return RunConfig(model_provider=provider, tracing_disabled=config.tracing_disabled)
+    async def _turn_run_config(self, given: RunConfig | None, session_id: str) -> RunConfig:
+        """The run configuration of a turn: the call's, else the manager's, else one built
+        on the agent layer's provider; tracing groups the session's turns by its id."""
+        base = given if given is not None else self.run_config
+        if base is None:
+            provider, config = await self.agents.provider()
+            base = RunConfig(model_provider=provider, tracing_disabled=config.tracing_disabled)
+        elif self.agents.model_provider is not None:
+            base = dataclasses.replace(base, model_provider=self.agents.model_provider)
+        if base.group_id is None:
+            base = dataclasses.replace(base, group_id=session_id)
+        return base
 
 
 def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
@@ -817,3 +856,34 @@ def _check_owner(session: SessionHeader, user_id: str | None) -> None:
     exactly as an unknown id, so its existence does not leak."""
     if user_id is not None and session.user_id != user_id:
         raise SessionNotFoundError(f"no session has id {session.id}", session_id=session.id)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CallOptions:
+    """What one ``send_message``/``stream_message`` call adds to the manager's settings."""
+
+    context: Any = None
+    hooks: RunHooks[Any] | None = None
+    run_config: RunConfig | None = None
+    max_turns: int | None = None
+
+    def check(self) -> None:
+        if self.max_turns is not None and (
+            isinstance(self.max_turns, bool)
+            or not isinstance(self.max_turns, int)
+            or self.max_turns < 1
+        ):
+            raise InvalidInputError(
+                f"max_turns must be an integer of at least 1, got {self.max_turns!r}",
+                field="max_turns",
+            )
+        if self.run_config is not None and not isinstance(self.run_config, RunConfig):
+            raise InvalidInputError(
+                f"run_config must be an agents.RunConfig, got {type(self.run_config).__name__}",
+                field="run_config",
+            )
+        if self.hooks is not None and not isinstance(self.hooks, RunHooksBase):
+            raise InvalidInputError(
+                f"hooks must be an agents.RunHooks, got {type(self.hooks).__name__}",
+                field="hooks",
+            )

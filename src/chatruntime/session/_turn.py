@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import openai
-from agents import Agent, RunConfig, Runner, ToolErrorFormatterArgs
+from agents import Agent, RunConfig, RunHooks, Runner, ToolErrorFormatterArgs
 from agents.exceptions import (
     AgentsException,
     InputGuardrailTripwireTriggered,
@@ -76,6 +76,9 @@ class TurnRequest:
         window: Trims the model input; ``None`` sends the whole history.
         replayed: The model input of the whole ``history``, when the caller keeps it
             (used when there is no window, instead of converting the history again).
+        run_context: The caller's context object, handed to ``Runner.run`` as ``context``
+            (tools see it as ``RunContextWrapper.context``).
+        hooks: The caller's ``RunHooks``.
     """
 
     agent: Agent[Any]
@@ -87,6 +90,8 @@ class TurnRequest:
     max_turns: int
     window: WindowPolicy | None = None
     replayed: Sequence[TResponseInputItem] | None = None
+    run_context: Any = None
+    hooks: RunHooks[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ async def run_turn(request: TurnRequest) -> TurnOutcome:
         result = await Runner.run(
             request.agent,
             prepared.input,
+            context=request.run_context,
+            hooks=request.hooks,
             run_config=prepared.run_config,
             max_turns=request.max_turns,
         )
@@ -149,6 +156,8 @@ class _StreamedTurn:
             self._result: RunResultStreaming = Runner.run_streamed(
                 request.agent,
                 self._prepared.input,
+                context=request.run_context,
+                hooks=request.hooks,
                 run_config=self._prepared.run_config,
                 max_turns=request.max_turns,
             )

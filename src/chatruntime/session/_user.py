@@ -79,17 +79,16 @@ class UserSessions:
     ) -> Result[list[HistoryItem]]:
         return await self.manager.get_recent_messages(session_id, limit, user_id=self.user_id)
 
-    async def send_message(
-        self, session_id: str, content: str, *, timeout: float | None = None
-    ) -> Result[Message]:
-        return await self.manager.send_message(
-            session_id, content, timeout=timeout, user_id=self.user_id
-        )
+    async def send_message(self, session_id: str, content: str, **options: Any) -> Result[Message]:
+        """See :meth:`SessionManager.send_message` (``timeout``, ``context``, ``hooks``,
+        ``run_config``, ``max_turns``)."""
+        return await self.manager.send_message(session_id, content, user_id=self.user_id, **options)
 
     async def stream_message(
-        self, session_id: str, content: str, *, timeout: float | None = None
+        self, session_id: str, content: str, **options: Any
     ) -> AsyncGenerator[StreamEvent, None]:
+        """See :meth:`SessionManager.stream_message`."""
         async for event in self.manager.stream_message(
-            session_id, content, timeout=timeout, user_id=self.user_id
+            session_id, content, user_id=self.user_id, **options
         ):
             yield event
