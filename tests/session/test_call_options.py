@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from agents import Agent, RunConfig, RunContextWrapper, RunHooks, function_tool
 from agents.testing import assistant_message, function_call
+from pydantic import BaseModel
 
 from chatruntime import Done, ErrorCode
+from chatruntime.models import MessageItem
 from support.turns import STORE_KINDS, TurnHarness, open_turn_harness
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +130,35 @@ async def test_tracing_groups_a_sessions_turns_unless_the_call_says_otherwise(
     assert config.group_id == session_id
     mine = await h.manager._turn_run_config(RunConfig(group_id="conversation-7"), session_id)
     assert mine.group_id == "conversation-7"
+
+
+class Forecast(BaseModel):
+    city: str
+    celsius: int
+
+
+async def test_a_structured_reply_carries_its_typed_value_and_stores_it(
+    h: TurnHarness,
+) -> None:
+    answer = '{"city":"Paris","celsius":21}'
+    agent_id = h.agent(
+        "Forecaster", [assistant_message(answer, item_id="m1")], output_type=Forecast
+    )
+    session_id = await h.session(agent_id)
+    reply = (await h.manager.send_message(session_id, "weather?")).unwrap()
+    assert reply.output == Forecast(city="Paris", celsius=21)
+    assert reply.content == answer
+    stored = await h.stored(session_id)
+    last = stored.history[-1]
+    assert isinstance(last, MessageItem)
+    assert last.output == {"city": "Paris", "celsius": 21}
+    recent = (await h.manager.get_recent_messages(session_id, limit=1)).unwrap()
+    assert recent == [last]
+
+
+async def test_a_plain_text_reply_has_no_structured_output(h: TurnHarness) -> None:
+    session_id = await h.session(h.agent("Helper", [assistant_message("hi", item_id="m1")]))
+    reply = (await h.manager.send_message(session_id, "hello")).unwrap()
+    assert reply.output is None
+    stored = await h.stored(session_id)
+    assert "output" not in stored.history[-1].to_wire()

@@ -49,6 +49,9 @@ class MessageItem(_Item):
     item_id: str | None = None
     """The provider's id of the output item (``msg_...``), sent back on replay."""
     usage: ItemUsage | None = None
+    output: Any = None
+    """An agent with an ``output_type`` answered this structured value (as JSON); the text
+    is its JSON too."""
 
     @property
     def text(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._common import WireModel
 from ._history import ItemUsage, MessageItem, MessageRole
 
@@ -15,6 +17,9 @@ class Message(WireModel):
     timestamp: int
     agent_id: str | None = None
     usage: ItemUsage | None = None
+    output: Any = None
+    """For an agent with an ``output_type``: the value it answered, as that type (a pydantic
+    model, a dataclass...) when the reply comes from a turn, as JSON when read back."""
 
     @classmethod
     def from_item(cls, item: MessageItem) -> Message:
@@ -25,4 +30,5 @@ class Message(WireModel):
             timestamp=item.timestamp,
             agent_id=item.agent_id,
             usage=item.usage,
+            output=item.output,
         )

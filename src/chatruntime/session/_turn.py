@@ -36,6 +36,7 @@ from agents.stream_events import (
     RunItemStreamEvent,
 )
 from agents.stream_events import StreamEvent as SDKStreamEvent
+from pydantic import TypeAdapter
 
 from ..models import (
     ChatRuntimeError,
@@ -393,9 +394,14 @@ def _outcome(request: TurnRequest, prepared: _Prepared, result: RunResultBase) -
         ),
         None,
     )
+    structured = _structured_output(result)
     if final is not None:
         final.usage = item_usage
+        if structured is not _NOT_STRUCTURED:
+            final.output = _json_ready(structured)
         reply = Message.from_item(final)
+        if structured is not _NOT_STRUCTURED:
+            reply.output = structured
     else:
         # The run ended on something other than a message (a tool set to stop the run):
         # the caller still gets its final output, which history holds as that tool's result.
@@ -466,3 +472,20 @@ def _output_text(output: object) -> str:
         return json.dumps(output, ensure_ascii=False)
     except (TypeError, ValueError):
         return str(output)
+
+
+_NOT_STRUCTURED: Any = object()
+
+
+def _structured_output(result: RunResultBase) -> Any:
+    """The typed final output of a run whose last agent has an ``output_type`` other than
+    plain text, else ``_NOT_STRUCTURED``."""
+    output_type = getattr(result.last_agent, "output_type", None)
+    if output_type is None or output_type is str:
+        return _NOT_STRUCTURED
+    return result.final_output
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` as JSON data, for storing (pydantic models, dataclasses, TypedDicts...)."""
+    return TypeAdapter(type(value)).dump_python(value, mode="json")
