@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent
+from agents import Agent, WebSearchTool
 from agents.testing import ScriptedModel, assistant_message, function_call
-from openai.types.responses import ResponseReasoningItem
+from openai.types.responses import ResponseFunctionWebSearch, ResponseReasoningItem
+from openai.types.responses.response_function_web_search import ActionSearch
 from openai.types.responses.response_reasoning_item import Summary
 
 from chatruntime import ErrorCode, SessionManager
@@ -20,6 +21,7 @@ from chatruntime.models import (
     ItemUsage,
     Message,
     MessageItem,
+    ProviderItem,
     ReasoningItem,
     SessionContext,
 )
@@ -427,3 +429,34 @@ async def test_turns_on_a_closed_manager_are_a_usage_error(h: TurnHarness) -> No
     with pytest.raises(UsageError, match="closed"):
         async for _ in h.manager.stream_message(session_id, "Hello"):
             pass
+
+
+async def test_hosted_tool_items_are_kept_raw_and_replayed_as_the_sdk_sends_them(
+    h: TurnHarness,
+) -> None:
+    search = ResponseFunctionWebSearch(
+        id="ws_1",
+        status="completed",
+        type="web_search_call",
+        action=ActionSearch(type="search", query="paris weather"),
+    )
+    steps: list[Any] = [
+        [search, assistant_message("It is sunny", item_id="msg_1")],
+        [assistant_message("Still sunny", item_id="msg_2")],
+    ]
+    agent_id = h.agent("Helper", *steps, tools=[WebSearchTool()])
+    session_id = await h.session(agent_id)
+    reference = Agent(name="Helper", model=ScriptedModel(steps), tools=[WebSearchTool()])
+    messages = ["Weather in Paris?", "And now?"]
+    for text in messages:
+        (await h.manager.send_message(session_id, text)).unwrap()
+
+    sdk_history, sdk_starts = await sdk_chained_inputs(reference, messages)
+    assert [call.input for call in h.models[0].calls] == sdk_starts
+    stored = await h.stored(session_id)
+    assert history_to_input(stored.history) == sdk_history
+    raw = [item for item in stored.history if isinstance(item, ProviderItem)]
+    assert [(item.kind, item.item["action"]["query"]) for item in raw] == [
+        ("web_search_call", "paris weather")
+    ]
+    assert stored.context.total_function_calls == 1

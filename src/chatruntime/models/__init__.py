@@ -48,6 +48,7 @@ from ._history import (
     HistoryItem,
     ItemUsage,
     MessageItem,
+    ProviderItem,
     ReasoningItem,
     TextOutput,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "ModelError",
     "ModelSettingsSpec",
     "Ok",
+    "ProviderItem",
     "ReasoningItem",
     "Result",
     "SessionContext",

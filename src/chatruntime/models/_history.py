@@ -148,8 +148,37 @@ class ReasoningItem(_Item):
     status: ItemStatus | None = None
 
 
+class ProviderItem(_Item):
+    """An item a run produced that has no dedicated type here, kept exactly as the SDK
+    would send it back: hosted tools (web search, file search, code interpreter, computer
+    use, image generation), MCP listings, calls and approvals, shell and custom tool calls,
+    and whatever later SDKs add. Nothing a run made is dropped, and replay sends it as is.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["provider_item"] = "provider_item"
+    item: dict[str, Any]
+    """The raw input item, with its own ``type`` (``web_search_call``, ``mcp_call``...)."""
+
+    @property
+    def kind(self) -> str:
+        """The raw item's own type, e.g. ``web_search_call``."""
+        return str(self.item.get("type", ""))
+
+    @property
+    def is_call(self) -> bool:
+        """Whether it is a tool call of some kind (counted with the function calls)."""
+        return self.kind.endswith("_call")
+
+
 HistoryItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallResultItem | HandoffItem | ReasoningItem,
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallResultItem
+    | HandoffItem
+    | ReasoningItem
+    | ProviderItem,
     Field(discriminator="type"),
 ]
 """One entry of a session's history."""

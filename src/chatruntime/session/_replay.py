@@ -37,6 +37,7 @@ from ..models import (
     HandoffItem,
     HistoryItem,
     MessageItem,
+    ProviderItem,
     ReasoningItem,
     TextOutput,
 )
@@ -64,7 +65,7 @@ def history_to_input(history: Sequence[HistoryItem]) -> list[TResponseInputItem]
     handoff_outputs_after = _handoff_output_positions(history, sent_calls)
     replayed: list[dict[str, Any]] = []
     for index, item in enumerate(history):
-        if isinstance(item, MessageItem | ReasoningItem):
+        if isinstance(item, MessageItem | ReasoningItem | ProviderItem):
             replayed.extend(item_inputs(item))
         elif isinstance(item, FunctionCallItem):
             if item.call_id in sent_calls:
@@ -104,6 +105,8 @@ def item_inputs(item: HistoryItem) -> list[dict[str, Any]]:
         return [_call_input(item.name, item.arguments, item.call_id, item)]
     if isinstance(item, FunctionCallResultItem):
         return [_output_input(item.call_id, _output_value(item))]
+    if isinstance(item, ProviderItem):
+        return [dict(item.item)]
     if item.call_id is None or not item.name:
         return []
     return [
@@ -274,8 +277,9 @@ def items_from_run(
     """History items for what one run produced.
 
     Handoffs become one :class:`HandoffItem` (call and output) at the place of the call.
-    Items the history has no type for (hosted tools, MCP listings) are left out; a handoff
-    call without its output (only the first handoff of a response is taken) too.
+    Items the history has no dedicated type for (hosted tools, MCP listings, calls and
+    approvals...) are kept raw as :class:`ProviderItem`. A handoff call without its output
+    (only the first handoff of a response is taken) is left out, as the SDK leaves it.
 
     Args:
         new_items: ``RunResult.new_items``.
@@ -319,6 +323,7 @@ def items_from_run(
         elif isinstance(run_item, ToolCallItem):
             raw = _as_dict(run_item)
             if raw.get("type") != "function_call":
+                converted.append(ProviderItem(item=raw, agent_id=agent_id, timestamp=timestamp))
                 continue
             tool_names[raw["call_id"]] = raw["name"]
             converted.append(
@@ -335,6 +340,7 @@ def items_from_run(
         elif isinstance(run_item, ToolCallOutputItem):
             raw = _as_dict(run_item)
             if raw.get("type") != "function_call_output":
+                converted.append(ProviderItem(item=raw, agent_id=agent_id, timestamp=timestamp))
                 continue
             call_id = raw["call_id"]
             converted.append(
@@ -369,6 +375,11 @@ def items_from_run(
                 status=call.get("status"),
                 agent_id=agent_ref(run_item.source_agent),
                 timestamp=timestamp,
+            )
+        elif not isinstance(run_item, HandoffCallItem | HandoffOutputItem):
+            # MCP listings and approvals, and item kinds later SDKs add: kept raw.
+            converted.append(
+                ProviderItem(item=_as_dict(run_item), agent_id=agent_id, timestamp=timestamp)
             )
     return [item for item in converted if item is not None]
 

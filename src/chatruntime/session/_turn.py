@@ -49,6 +49,7 @@ from ..models import (
     Message,
     MessageItem,
     ModelError,
+    ProviderItem,
     SessionContext,
     ToolError,
     TurnCancelledError,
@@ -441,7 +442,12 @@ def next_context(
             if isinstance(item, MessageItem) and item.role in ("user", "assistant")
         ),
         total_function_calls=context.total_function_calls
-        + sum(1 for item in items if isinstance(item, FunctionCallItem)),
+        + sum(
+            1
+            for item in items
+            if isinstance(item, FunctionCallItem)
+            or (isinstance(item, ProviderItem) and item.is_call)
+        ),
         last_activity=max(at, context.last_activity),
         last_agent_id=last_agent_id,
         input_tokens=context.input_tokens + usage.input_tokens,

@@ -21,6 +21,7 @@ from ..models import (
     HandoffItem,
     HistoryItem,
     MessageItem,
+    ProviderItem,
     ReasoningItem,
 )
 from ._replay import item_inputs
@@ -160,4 +161,4 @@ def _opens_step(history: Sequence[HistoryItem], index: int) -> bool:
         return True
     # A call or message right after a reasoning item or another call belongs to the same
     # model response as they do.
-    return not isinstance(previous, ReasoningItem | FunctionCallItem | HandoffItem)
+    return not isinstance(previous, ReasoningItem | FunctionCallItem | HandoffItem | ProviderItem)
