@@ -34,7 +34,6 @@ from ..models import (
     UsageError,
     check_metadata,
     check_name,
-    check_text,
     check_user_id,
     guard,
     is_uuid,
@@ -50,6 +49,7 @@ from ..stores._paging import check_listing
 from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay
 from ._core import Lifecycle, SessionCore
 from ._events import Done, Error, StreamEvent
+from ._input import UserContent, check_content
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._user import UserSessions
 from ._window import WindowPolicy
@@ -556,7 +556,7 @@ class SessionManager(SessionCore):
     async def send_message(
         self,
         session_id: str,
-        content: str,
+        content: UserContent,
         *,
         timeout: float | None = None,
         user_id: str | None = None,
@@ -611,7 +611,7 @@ class SessionManager(SessionCore):
     async def stream_message(
         self,
         session_id: str,
-        content: str,
+        content: UserContent,
         *,
         timeout: float | None = None,
         user_id: str | None = None,
@@ -688,7 +688,7 @@ class SessionManager(SessionCore):
     async def _stream_turn(
         self,
         session_id: str,
-        content: str,
+        content: UserContent,
         timeout: float | None,
         sender: ObjectSendStream[StreamEvent],
         user_id: str | None,
@@ -714,26 +714,28 @@ class SessionManager(SessionCore):
     async def _turn(
         self,
         session_id: str,
-        content: str,
+        content: UserContent,
         timeout: float | None,
         run: Callable[[TurnRequest], Awaitable[TurnOutcome]],
         user_id: str | None,
         options: _CallOptions,
     ) -> Message:
         """Validate, take the session, ``run`` the turn on it, and commit the outcome."""
-        limit = self._check_turn(session_id, content, timeout)
+        limit = self._check_turn(session_id, timeout)
+        text = check_content(content)
         check_user_id(user_id)
         options.check()
         replies: list[Message] = []
         with anyio.move_on_after(limit):
-            entry = await self._lookup_for_turn(session_id, content)
+            entry = await self._lookup_for_turn(session_id)
             _check_owner(entry.session, user_id)
             window = self.window_for(entry.session.agent_id)
-            async with self._exclusive(session_id, window=window, content=content) as (
+            async with self._exclusive(session_id, window=window, content=text) as (
                 entry,
                 lease,
             ):
-                outcome = await run(await self._turn_request(entry, content, window, options))
+                request = await self._turn_request(entry, content, text, window, options)
+                outcome = await run(request)
                 replies.append(await self._commit_turn(entry, outcome, lease))
         # The reply is checked rather than the scope: a timeout that fires after the commit
         # must not report a stored turn as lost.
@@ -741,17 +743,10 @@ class SessionManager(SessionCore):
             raise _timed_out(session_id, limit)
         return replies[0]
 
-    def _check_turn(self, session_id: str, content: object, timeout: float | None) -> float | None:
-        """Validate a turn's arguments; return its time limit (``None`` for none)."""
+    def _check_turn(self, session_id: str, timeout: float | None) -> float | None:
+        """Validate a turn's session id and timeout; return its time limit (``None``: none)."""
         self._require_open()
         require_uuid(session_id, "session_id")
-        if not isinstance(content, str):
-            raise InvalidInputError(
-                f"content must be a string, got {type(content).__name__}", field="content"
-            )
-        if not content.strip():
-            raise InvalidInputError("content must not be empty or only whitespace", field="content")
-        check_text(content, "content")
         if timeout is None:
             return self.default_timeout
         if not _is_timeout(timeout):
@@ -771,7 +766,7 @@ class SessionManager(SessionCore):
                 return await self.agents.resolve(last)
         return await self.agents.resolve(current.agent_id)
 
-    async def _lookup_for_turn(self, session_id: str, content: str) -> Entry:
+    async def _lookup_for_turn(self, session_id: str) -> Entry:
         """The session's cached entry, or its header read from the store: enough to check it
         exists and to learn its agent (and so its window) before the turn takes it."""
         entry = self._cache.get(session_id)
@@ -783,7 +778,12 @@ class SessionManager(SessionCore):
         return Entry(session, complete=False)
 
     async def _turn_request(
-        self, entry: Entry, content: str, window: WindowPolicy | None, options: _CallOptions
+        self,
+        entry: Entry,
+        content: UserContent,
+        text: str,
+        window: WindowPolicy | None,
+        options: _CallOptions,
     ) -> TurnRequest:
         current = entry.session
         if current.status != "active":
@@ -798,6 +798,7 @@ class SessionManager(SessionCore):
             history=current.history,
             context=current.context,
             content=content,
+            text=text,
             agent_ref=self._agent_ref,
             run_config=await self._turn_run_config(options.run_config, current.id),
             max_turns=options.max_turns or self.max_turns,

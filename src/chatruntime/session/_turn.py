@@ -57,6 +57,7 @@ from ..models import (
     now_ms,
 )
 from ._events import AgentChanged, Handoff, StreamEvent, TextDelta, ToolCall, ToolResult
+from ._input import UserContent
 from ._replay import AgentRef, history_to_input, items_from_run, message_input
 from ._window import WindowPolicy
 
@@ -71,7 +72,8 @@ class TurnRequest:
         agent: The SDK agent that answers first.
         history: The stored history (not changed by the turn).
         context: The session's statistics before the turn.
-        content: The user's message.
+        content: The user's message: text, or a list of input parts.
+        text: The message's text (its text parts joined), which windows measure.
         agent_ref: Names SDK agents in history and statistics.
         run_config: The run configuration, model provider included.
         max_turns: The most model calls the SDK may make in this turn.
@@ -86,12 +88,13 @@ class TurnRequest:
     agent: Agent[Any]
     history: Sequence[HistoryItem]
     context: SessionContext
-    content: str
+    content: UserContent
     agent_ref: AgentRef
     run_config: RunConfig
     max_turns: int
     window: WindowPolicy | None = None
     replayed: Sequence[TResponseInputItem] | None = None
+    text: str = ""
     run_context: Any = None
     hooks: RunHooks[Any] | None = None
 
@@ -331,7 +334,7 @@ def _raise_unless_caller_cancelled() -> None:
 
 def _prepare(request: TurnRequest) -> _Prepared:
     user = MessageItem(role="user", content=request.content, timestamp=now_ms())
-    kept = request.window.apply(request.history, request.content) if request.window else None
+    kept = request.window.apply(request.history, request.text) if request.window else None
     # Input items share lists (content parts, summaries) with the cached history; that is
     # safe because the runner copies its input before it uses it.
     if kept is None and request.replayed is not None:

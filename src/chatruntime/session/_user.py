@@ -9,6 +9,7 @@ from ..models import ChatSession, HistoryItem, Message, Result, SessionPage, Ses
 from ..models._common import UNSET, Unset
 from ..models._page import LIST_LIMIT_DEFAULT
 from ._events import StreamEvent
+from ._input import UserContent
 
 if TYPE_CHECKING:
     from ._manager import SessionManager
@@ -79,13 +80,15 @@ class UserSessions:
     ) -> Result[list[HistoryItem]]:
         return await self.manager.get_recent_messages(session_id, limit, user_id=self.user_id)
 
-    async def send_message(self, session_id: str, content: str, **options: Any) -> Result[Message]:
+    async def send_message(
+        self, session_id: str, content: UserContent, **options: Any
+    ) -> Result[Message]:
         """See :meth:`SessionManager.send_message` (``timeout``, ``context``, ``hooks``,
         ``run_config``, ``max_turns``)."""
         return await self.manager.send_message(session_id, content, user_id=self.user_id, **options)
 
     async def stream_message(
-        self, session_id: str, content: str, **options: Any
+        self, session_id: str, content: UserContent, **options: Any
     ) -> AsyncGenerator[StreamEvent, None]:
         """See :meth:`SessionManager.stream_message`."""
         async for event in self.manager.stream_message(
