@@ -38,3 +38,10 @@ def test_stores_module_offers_the_optional_stores() -> None:
 
 def test_the_package_is_typed() -> None:
     assert (Path(chatruntime.__file__).parent / "py.typed").is_file()
+
+
+def test_the_library_logger_has_a_null_handler_and_no_other() -> None:
+    import logging
+
+    handlers = logging.getLogger("chatruntime").handlers
+    assert [type(handler) for handler in handlers] == [logging.NullHandler]

@@ -10,6 +10,8 @@ Example:
     ...     reply = await manager.send_message(session.id, "Hello")
 """
 
+import logging as _logging
+
 from .agent import (
     AgentManager,
     ModelConfig,
@@ -153,3 +155,7 @@ for _name in __all__:
         except (AttributeError, TypeError):
             pass
 del _name, _obj
+
+# A library logs and leaves the handling to the application: without this, Python's last-resort
+# handler would print chatruntime's warnings to stderr of every program that imports it.
+_logging.getLogger("chatruntime").addHandler(_logging.NullHandler())
