@@ -124,3 +124,9 @@ def test_meaningless_variables_are_refused(environ: dict[str, str], message: str
 def test_invalid_settings_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelConfig(**options)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:11434/v1", "localhost/v1", "ftp://host/v1"])
+def test_a_base_url_without_an_http_scheme_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="the base URL must start with http:// or https://"):
+        ModelConfig(base_url=url)

@@ -225,6 +225,9 @@ async def test_a_server_error_is_a_model_error_and_stores_nothing(
 
     assert result.error is not None
     assert (result.error.code, result.error.details["status_code"]) == (ErrorCode.MODEL_ERROR, 500)
+    endpoint = f"{openai_server.base_url}/responses"
+    assert result.error.details["endpoint"] == endpoint
+    assert result.error.message.startswith(f"the model at {endpoint} answered HTTP 500: ")
     assert len(events) == 1 and isinstance(events[0], Error)
     assert events[0].error.code is ErrorCode.MODEL_ERROR
     assert await h.snapshot(session_id) == before
@@ -262,3 +265,29 @@ async def test_without_a_provider_the_manager_uses_the_environments(
 
     assert reply.content == "From the environment"
     assert openai_server.requests[0]["model"] == "env-model"
+
+
+async def test_a_server_that_is_down_is_named_in_the_model_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port once the probe is closed.
+    base_url = f"http://127.0.0.1:{port}/v1"
+    config = ModelConfig(base_url=base_url, default_model="m", max_retries=0, timeout=5)
+    provider = build_model_provider(config)
+    try:
+        store = MemoryStore()
+        agents = AgentManager(store, model_provider=provider)
+        async with SessionManager(store, agents) as manager:
+            agent = (await agents.create_agent("Helper", "Be brief.")).unwrap()
+            session = (await manager.create_session(agent.id, "Chat")).unwrap()
+            result = await manager.send_message(session.id, "Hello")
+    finally:
+        await provider.aclose()
+    assert result.error is not None
+    assert result.error.code is ErrorCode.MODEL_ERROR
+    assert result.error.message == (
+        f"the model at {base_url}/responses could not be reached: Connection error."
+    )

@@ -91,6 +91,11 @@ class ModelConfig:
             raise ValueError(f"max_retries must be zero or positive, not {self.max_retries!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout!r}")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"the base URL must start with http:// or https://, such as "
+                f"'http://127.0.0.1:11434/v1'; got {self.base_url!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ModelConfig:

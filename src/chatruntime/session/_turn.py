@@ -309,13 +309,20 @@ def turn_error(error: Exception) -> ChatRuntimeError:
             return ToolError(str(error), exception=type(cause).__name__)
         return ChatRuntimeError(f"the agent is not set up correctly: {error}", exception=kind)
     if isinstance(error, openai.APIStatusError):
+        endpoint = _endpoint(error)
         return ModelError(
-            f"the model answered HTTP {error.status_code}: {error.message}",
+            f"the model at {endpoint} answered HTTP {error.status_code}: {error.message}",
             status_code=error.status_code,
+            endpoint=endpoint,
             exception=kind,
         )
     if isinstance(error, openai.APIError):
-        return ModelError(f"the model could not be reached: {error.message}", exception=kind)
+        endpoint = _endpoint(error)
+        return ModelError(
+            f"the model at {endpoint} could not be reached: {error.message}",
+            endpoint=endpoint,
+            exception=kind,
+        )
     return ModelError(f"the model failed: {kind}: {error}", exception=kind)
 
 
@@ -498,3 +505,12 @@ def _structured_output(result: RunResultBase) -> Any:
 def _json_ready(value: Any) -> Any:
     """``value`` as JSON data, for storing (pydantic models, dataclasses, TypedDicts...)."""
     return TypeAdapter(type(value)).dump_python(value, mode="json")
+
+
+def _endpoint(error: openai.APIError) -> str:
+    """Where the failed request went (scheme, host, port and path; never a query)."""
+    request = getattr(error, "request", None)
+    url = getattr(request, "url", None)
+    if url is None:
+        return "an unknown endpoint"
+    return str(url.copy_with(query=None, fragment=None))
