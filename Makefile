@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DATA ?= ./chatruntime-data
 
-.PHONY: run test lint typecheck pytest bench services clean
+.PHONY: run serve test lint typecheck pytest bench services clean
 
 $(INSTALLED): pyproject.toml scripts/bootstrap-venv.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/bootstrap-venv.sh
@@ -13,6 +13,13 @@ $(INSTALLED): pyproject.toml scripts/bootstrap-venv.sh
 
 run: $(INSTALLED)
 	$(BIN)/chatruntime --data $(DATA)
+
+# The HTTP service on the same file store; with no KEYS file it prints a one-time admin key.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+KEYS ?=
+serve: $(INSTALLED)
+	$(BIN)/chatruntime serve --data $(DATA) --host $(HOST) --port $(PORT) $(if $(KEYS),--keys $(KEYS))
 
 services:
 	sh scripts/install-services.sh

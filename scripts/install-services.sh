@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Redis and PostgreSQL server binaries the tests start for themselves
-# (tests/support/services.py), without leaving any system service running.
+# (tests/support/services.py), without leaving any system service running, and the Chromium
+# browser the web page's test drives (tests/service/test_service_web.py).
 # Run as root. Quiet and idempotent when everything is already there.
 set -eu
 
@@ -16,6 +17,7 @@ pg_bin_dir() {
 packages=""
 command -v redis-server >/dev/null 2>&1 || packages="$packages redis-server"
 pg_bin_dir || packages="$packages postgresql"
+[ -x /usr/bin/chromium ] || packages="$packages chromium"
 
 if [ -z "$packages" ]; then
     exit 0
@@ -81,5 +83,9 @@ command -v redis-server >/dev/null 2>&1 || {
 }
 pg_bin_dir || {
     echo "install-services: no postgres/initdb under /usr/lib/postgresql/*/bin" >&2
+    exit 1
+}
+[ -x /usr/bin/chromium ] || {
+    echo "install-services: /usr/bin/chromium is still missing" >&2
     exit 1
 }

@@ -1,6 +1,8 @@
-"""The ``chatruntime`` command: a terminal chat (REPL) on the session manager.
+"""The ``chatruntime`` command: a terminal chat (REPL) on the session manager, and
+``chatruntime serve``, the HTTP service.
 
-Run ``chatruntime --help`` for its options, and ``/help`` inside it for its commands.
+Run ``chatruntime --help`` for its options, and ``/help`` inside it for its commands;
+``chatruntime serve --help`` for the service's.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ import io
 import sys
 from collections.abc import Sequence
 
-from ._options import Options, parse_options
-from ._repl import EXIT_INTERRUPTED, run
+from ._options import SERVE_COMMAND, Options, ServeOptions, parse_options, parse_serve_options
+from ._repl import EXIT_FAILED, EXIT_INTERRUPTED, run
 
-__all__ = ["Options", "main"]
+__all__ = ["Options", "ServeOptions", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,10 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 after ``/quit`` or end of input, 1 when it cannot start (the reason is printed),
-        2 for bad options, 130 when interrupted while starting.
+        2 for bad options, 130 when interrupted while starting. ``chatruntime serve``
+        returns 0 once shut down, 1 when it cannot start, 2 for bad options.
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == [SERVE_COMMAND]:
+        return _serve(arguments[1:])
     try:
-        options = parse_options(argv)
+        options = parse_options(arguments)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -37,3 +43,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C before the REPL routes it itself (while the SDK and the store load).
         return EXIT_INTERRUPTED
+
+
+def _serve(argv: Sequence[str]) -> int:
+    try:
+        options = parse_serve_options(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    try:
+        from ..service._serve import serve
+    except ImportError as error:
+        print(
+            "chatruntime serve needs the service extra: pip install 'chatruntime[service]' "
+            f"({error})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return serve(options)

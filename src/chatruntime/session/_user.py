@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from ..models import ChatSession, HistoryItem, Message, Result, SessionPage, SessionStatus
@@ -91,7 +92,9 @@ class UserSessions:
         self, session_id: str, content: UserContent, **options: Any
     ) -> AsyncGenerator[StreamEvent, None]:
         """See :meth:`SessionManager.stream_message`."""
-        async for event in self.manager.stream_message(
-            session_id, content, user_id=self.user_id, **options
-        ):
-            yield event
+        # Closing this stream closes the manager's at once, which cancels the turn.
+        async with aclosing(
+            self.manager.stream_message(session_id, content, user_id=self.user_id, **options)
+        ) as events:
+            async for event in events:
+                yield event
