@@ -288,7 +288,7 @@ async def test_a_thousand_sessions_at_once_answer_every_turn(
             for text in ("hello", "again"):
                 result = await h.manager.send_message(session_id, text)
                 if result.error is not None:
-                    errors.append(result.error.code.value)
+                    errors.append(f"{result.error.code.value}: {result.error.message}")
 
         async with anyio.create_task_group() as group:
             for session_id in ids:

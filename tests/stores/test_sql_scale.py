@@ -435,7 +435,7 @@ async def test_the_default_postgres_pool_keeps_10_and_opens_up_to_20_more(
         try:
             assert store.engine is not None
             pool = store.engine.pool
-            assert (pool.size(), pool._max_overflow, pool.timeout()) == (10, 20, 30.0)  # type: ignore[attr-defined]
+            assert (pool.size(), pool._max_overflow, pool.timeout()) == (10, 20, 60.0)  # type: ignore[attr-defined]
         finally:
             await store.close()
 

@@ -60,7 +60,7 @@ _BEGIN_OPTION: Final = "chatruntime_sqlite_begin"
 
 POSTGRES_POOL_SIZE: Final = 10
 POSTGRES_MAX_OVERFLOW: Final = 20
-POSTGRES_POOL_TIMEOUT: Final = 30.0
+POSTGRES_POOL_TIMEOUT: Final = 60.0
 SQLITE_READERS: Final = 4
 _SQLITE_SPARE_CONNECTIONS: Final = 10
 """Connections the engine may open beyond those the store holds (``initialize()``, yours)."""
@@ -88,7 +88,7 @@ class SqlStore:
     **PostgreSQL** (one or many hosts): each call borrows a pooled connection only while its
     statements run. The pool keeps ``pool_size`` connections (default 10), opens up to
     ``max_overflow`` more under load (default 20), and a call that finds all of them busy
-    waits up to ``pool_timeout`` seconds (default 30) before failing with ``StorageError``.
+    waits up to ``pool_timeout`` seconds (default 60) before failing with ``StorageError``.
     With several worker processes, keep ``processes × (pool_size + max_overflow)`` below the
     server's ``max_connections``. Leases are rows whose expiry the database server's clock
     sets and checks; taking one also reads the session's revision, and the write that ends
