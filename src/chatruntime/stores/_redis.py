@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any, Final
 
 import anyio
@@ -47,7 +47,7 @@ from ._errors import (
     session_missing,
     stale_revision,
 )
-from ._lease import TokenLease
+from ._lease import Granted, TokenLeases
 from ._paging import check_listing, encode_cursor
 from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
 from ._records import parse_agent
@@ -84,7 +84,9 @@ class RedisStore:
     the write checks the lease is still the caller's and gives it back).
 
     Leases are Redis keys set with ``SET NX PX`` to a random token, renewed in the background
-    while held and deleted only by the holder whose token they still carry.
+    while held and deleted only by the holder whose token they still carry. One that Redis
+    could not take back when it ended (Redis was away) is given back as soon as Redis
+    answers again, not left to its ttl.
 
     A client or pool passed in keeps its own settings (timeouts, retries, pool size; a plain
     ``ConnectionPool`` fails at once when full, a ``BlockingConnectionPool`` waits). Give it a
@@ -178,6 +180,15 @@ class RedisStore:
         self._take_lease = register(scripts.TAKE_LEASE)
         self._renew_lease = register(scripts.RENEW_LEASE)
         self._release_lease = register(scripts.RELEASE_LEASE)
+        self._leases = TokenLeases(
+            take=self._take,
+            renew=self._renew,
+            give_back=self._give_back,
+            failures=(StorageError,),
+            give_back_timeout=self._socket_timeout,
+            logger=logger,
+            name=lambda session_id: f"lease {self._keys.lease(session_id)}",
+        )
 
     def __repr__(self) -> str:
         return f"RedisStore(server={self._server!r}, key_prefix={self._prefix!r})"
@@ -236,7 +247,12 @@ class RedisStore:
                 await upgrade_layout(self._client, self._keys, int(found), logger)
 
     async def close(self) -> None:
-        """Close the connections the store opened itself (not a client or pool passed in)."""
+        """Close the connections the store opened itself (not a client or pool passed in).
+
+        Leases that Redis could not take back when they ended (it was away) get a last
+        attempt first; what is left ends by its ttl.
+        """
+        await self._leases.close()
         if self._own_pool is not None:
             with self._mapped_errors("closing"):
                 await self._own_pool.disconnect()
@@ -505,51 +521,32 @@ class RedisStore:
         a warning is logged and the body goes on: a write under it is refused if another
         holder took the lease, and revisions refuse a write built on stale data.
         """
-        return self._hold(session_id, ttl=ttl, timeout=timeout)
+        return self._leases.hold(session_id, ttl=ttl, timeout=timeout)
 
-    @asynccontextmanager
-    async def _hold(self, session_id: str, *, ttl: float, timeout: float) -> AsyncIterator[Lease]:
-        lease_key = self._keys.lease(session_id)
-        session_key = self._keys.session(session_id)
-        held = Lease(session_id)
+    async def _take(self, session_id: str, token: str, ttl_ms: int) -> Granted:
+        keys = [self._keys.lease(session_id), self._keys.session(session_id)]
+        with self._mapped_errors("taking a lease"):
+            reply = await self._take_lease(keys=keys, args=[token, ttl_ms])
+        granted, *found = [text(part) or "" for part in reply]
+        if granted != "1":
+            return Granted(False)
+        if found[0] == "revision" and found[1].isdigit():
+            return Granted(True, revision_known=True, revision=int(found[1]))
+        if found[0] == "none":
+            return Granted(True, revision_known=True, revision=None)
+        # Unreadable: the caller's own revision read reports it as corrupt.
+        return Granted(True)
 
-        async def take(token: str, ttl_ms: int) -> bool:
-            with self._mapped_errors("taking a lease"):
-                reply = await self._take_lease(keys=[lease_key, session_key], args=[token, ttl_ms])
-            granted, *found = [text(part) or "" for part in reply]
-            if granted != "1":
-                return False
-            held.token = token
-            if found[0] == "revision" and found[1].isdigit():
-                held.revision, held.revision_known = int(found[1]), True
-            elif found[0] == "none":
-                held.revision, held.revision_known = None, True
-            # Else unreadable: the caller's own revision read reports it as corrupt.
-            return True
+    async def _renew(self, session_id: str, token: str, ttl_ms: int) -> bool:
+        with self._mapped_errors("renewing a lease"):
+            renewed = await self._renew_lease(
+                keys=[self._keys.lease(session_id)], args=[token, ttl_ms]
+            )
+        return bool(renewed)
 
-        async def renew(token: str, ttl_ms: int) -> bool:
-            if held.released:
-                return True  # given back by a write; nothing left to renew
-            renewed = bool(await self._renew_lease(keys=[lease_key], args=[token, ttl_ms]))
-            return renewed or held.released
-
-        async def give_back(token: str) -> None:
-            if not held.released:
-                await self._release_lease(keys=[lease_key], args=[token])
-
-        holder = TokenLease(
-            session_id=session_id,
-            name=f"lease {lease_key}",
-            take=take,
-            renew=renew,
-            give_back=give_back,
-            logger=logger,
-            renew_errors=(redis_errors.RedisError, OSError),
-            give_back_errors=(redis_errors.RedisError, OSError),
-            give_back_timeout=self._socket_timeout,
-        )
-        async with holder.hold(ttl=ttl, timeout=timeout):
-            yield held
+    async def _give_back(self, session_id: str, token: str) -> None:
+        with self._mapped_errors("releasing a lease"):
+            await self._release_lease(keys=[self._keys.lease(session_id)], args=[token])
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ store, needs only those.
 **Rows.** PostgreSQL serves many hosts, so there a lease is a row (session id, random token,
 expiry by the server's clock) taken with one statement that also reads the session's
 revision, renewed in the background while held, and deleted by the write that ends the turn
-or, failing that, when the ``async with`` is left. Platforms without open-file-description
-locks use rows on SQLite too.
+or, failing that, when the ``async with`` is left, or, if the server is away then, as soon as
+it answers again (``TokenLeases``). Platforms without open-file-description locks use rows
+on SQLite too.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ import errno
 import hashlib
 import logging
 import os
-import secrets
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
 import anyio
 
-from ..models import InvalidInputError
 from ._errors import busy
 from ._keyed_locks import KeyedLocks
-from ._lease import poll
+from ._lease import Granted as Granted
+from ._lease import TokenLeases, poll
+from ._lease import check_lease_arguments as check_lease_arguments
 from ._protocol import Lease
 from ._sql_errors import ErrorMapper
 
@@ -56,18 +57,7 @@ _FLOCK: Final = "hhqqi0q"
 _OFFSET_SPAN: Final = 1 << 62
 _POLL_FIRST: Final = 0.005
 _POLL_MOST: Final = 0.1
-_ROW_POLL_FIRST: Final = 0.01
-_ROW_POLL_MOST: Final = 0.25
 _RELEASE_TIMEOUT: Final = 5.0
-
-
-def check_lease_arguments(ttl: float, timeout: float) -> None:
-    """Raise :class:`InvalidInputError` for a ``ttl`` that is not positive or a negative
-    ``timeout``."""
-    if not ttl > 0:
-        raise InvalidInputError(f"ttl must be positive, got {ttl!r}", field="ttl")
-    if not timeout >= 0:
-        raise InvalidInputError(f"timeout must not be negative, got {timeout!r}", field="timeout")
 
 
 class FileLeases:
@@ -168,16 +158,6 @@ def _set_lock(fd: int, offset: int, kind: int) -> bool:
 # -- rows -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Granted:
-    """What taking a lease row found: whether it was granted, and the session's revision if
-    the same statement read it."""
-
-    granted: bool
-    revision_known: bool = False
-    revision: int | None = None
-
-
 @dataclass(frozen=True, kw_only=True)
 class RowLeaseOps:
     """The three statements on a store's lease rows."""
@@ -192,95 +172,28 @@ class RowLeaseOps:
     """What a renewal or release may fail with: logged, never raised over the turn."""
 
 
-@asynccontextmanager
-async def hold_row_lease(
-    ops: RowLeaseOps, session_id: str, *, ttl: float, timeout: float
-) -> AsyncIterator[Lease]:
-    """Hold a session's lease row for the body of ``async with``; see ``SessionStore.lease``.
+def row_leases(ops: RowLeaseOps) -> TokenLeases:
+    """The lease rows of a store, held as ``TokenLeases``: keep one per store, so that a row
+    the server did not take back is given back when it answers again, and close it with the
+    store."""
+    return TokenLeases(
+        take=ops.take,
+        renew=ops.renew,
+        give_back=ops.give_back,
+        failures=ops.failures,
+        give_back_timeout=_RELEASE_TIMEOUT,
+        logger=logger,
+    )
 
-    Waits for another holder by polling with growing, jittered pauses; renews the row every
-    ``ttl / 3`` seconds while the body runs (no connection is held in between). If the row is
-    lost anyway (the process stalled past ``ttl``), a warning is logged and the body goes on:
-    revisions still refuse a write built on stale data. A write that gave the row back
-    (``lease.released``) leaves nothing to do on the way out.
+
+def hold_row_lease(
+    ops: RowLeaseOps, session_id: str, *, ttl: float, timeout: float
+) -> AbstractAsyncContextManager[Lease]:
+    """Hold a session's lease row for the body of ``async with``; see ``SessionStore.lease``
+    and :meth:`TokenLeases.hold`. A store that keeps a :func:`row_leases` of its own holds
+    through it instead, so that rows not given back are remembered across leases.
 
     Raises:
         BusyError: Not granted within ``timeout`` seconds.
     """
-    ttl_ms = max(1, round(ttl * 1000))
-    token = secrets.token_hex(16)
-
-    async def attempt() -> Granted | None:
-        try:
-            found = await ops.take(session_id, token, ttl_ms)
-        except anyio.get_cancelled_exc_class():
-            # Cancelled while the statement was in flight: the row may be ours without us
-            # knowing.
-            await _give_back(ops, session_id, token)
-            raise
-        return found if found.granted else None
-
-    deadline = anyio.current_time() + timeout
-    granted = await poll(attempt, deadline, first=_ROW_POLL_FIRST, most=_ROW_POLL_MOST, jitter=True)
-    if granted is None:
-        raise busy(session_id, timeout)
-    lease = Lease(
-        session_id,
-        token=token,
-        revision=granted.revision,
-        revision_known=granted.revision_known,
-    )
-    body_error: Exception | None = None
-    try:
-        async with anyio.create_task_group() as renewals:
-            renewals.start_soon(_keep, ops, lease, ttl_ms)
-            try:
-                yield lease
-            except Exception as error:
-                # Re-raised below, outside the task group, so callers get their own exception
-                # rather than an ExceptionGroup wrapping it.
-                body_error = error
-            finally:
-                renewals.cancel_scope.cancel()
-    finally:
-        if not lease.released:
-            await _give_back(ops, session_id, token)
-    if body_error is not None:
-        raise body_error
-
-
-async def _keep(ops: RowLeaseOps, lease: Lease, ttl_ms: int) -> None:
-    interval = ttl_ms / 3000
-    while True:
-        await anyio.sleep(interval)
-        if lease.released:
-            return
-        try:
-            renewed = await ops.renew(lease.session_id, lease.token, ttl_ms)
-        except ops.failures as error:
-            # Best effort: failing here would tear down the turn the lease protects.
-            logger.warning(
-                "could not renew the lease of session %s, will retry: %s", lease.session_id, error
-            )
-            continue
-        if not renewed and not lease.released:
-            logger.warning(
-                "the lease of session %s expired or was taken over while held; its turn may "
-                "overlap another, and a stale write will be refused by revision",
-                lease.session_id,
-            )
-            return
-
-
-async def _give_back(ops: RowLeaseOps, session_id: str, token: str) -> None:
-    # Shielded so a cancelled turn still frees the session at once; bounded so a dead server
-    # cannot hold the caller: the row then ends by its ttl.
-    with anyio.move_on_after(_RELEASE_TIMEOUT, shield=True):
-        try:
-            await ops.give_back(session_id, token)
-        except ops.failures as error:
-            logger.warning(
-                "could not release the lease of session %s; it ends by its ttl: %s",
-                session_id,
-                error,
-            )
+    return row_leases(ops).hold(session_id, ttl=ttl, timeout=timeout)

@@ -33,10 +33,11 @@ from ..models import (
     StorageError,
 )
 from ._errors import check_same_agent, session_exists, session_missing, stale_revision
+from ._lease import Granted, TokenLeases
 from ._paging import Position
 from ._protocol import CorruptRecord, Lease
 from ._sql_errors import ErrorMapper
-from ._sql_leases import Granted, RowLeaseOps, hold_row_lease
+from ._sql_leases import RowLeaseOps, row_leases
 from ._sql_listing import listing_select, page_of_rows
 from ._sql_rows import HEADER_COLUMNS, RowReader, header_values
 from ._sql_schema import SqlTables, db_now_ms
@@ -66,9 +67,19 @@ class PostgresBackend:
     engine: AsyncEngine
     _rows: RowReader = field(init=False)
     _engines: dict[_Kind, AsyncEngine] = field(init=False)
+    _leases: TokenLeases = field(init=False)
 
     def __post_init__(self) -> None:
         self._rows = RowReader(self.tables)
+        # One for the store's life: it remembers lease rows the server did not take back.
+        self._leases = row_leases(
+            RowLeaseOps(
+                take=self._take_lease,
+                renew=self._renew_lease,
+                give_back=self._give_back_lease,
+                failures=(StorageError, RuntimeError),
+            )
+        )
         self._engines = {
             "write": self.engine,
             # One snapshot for the header and the items read after it.
@@ -78,7 +89,10 @@ class PostgresBackend:
         }
 
     async def close(self) -> None:
-        """Nothing to give back: calls borrow connections only while they run."""
+        """Make a last attempt to give back lease rows the server did not take back (what
+        is left ends by its ttl); connections need nothing: calls borrow them only while
+        they run."""
+        await self._leases.close()
 
     # -- agents -----------------------------------------------------------------------------
 
@@ -305,13 +319,7 @@ class PostgresBackend:
     def lease(
         self, session_id: str, *, ttl: float, timeout: float
     ) -> AbstractAsyncContextManager[Lease]:
-        ops = RowLeaseOps(
-            take=self._take_lease,
-            renew=self._renew_lease,
-            give_back=self._give_back_lease,
-            failures=(StorageError, RuntimeError),
-        )
-        return hold_row_lease(ops, session_id, ttl=ttl, timeout=timeout)
+        return self._leases.hold(session_id, ttl=ttl, timeout=timeout)
 
     async def _take_lease(self, session_id: str, token: str, ttl_ms: int) -> Granted:
         leases, sessions = self.tables.session_leases, self.tables.sessions

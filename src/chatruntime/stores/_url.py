@@ -51,8 +51,10 @@ def open_store(url: str, **options: Any) -> SessionStore:
         **options: Passed on to the store's constructor (``table_prefix=``, ``key_prefix=``...).
 
     Raises:
-        InvalidInputError: The URL is not a string, has no known scheme, or a ``file://`` URL
-            has no path. Stores check the rest of their URL themselves.
+        InvalidInputError: The URL is malformed: not a string, no known scheme, a
+            ``file://`` URL without a path, or a malformed host, port, database, driver or
+            query. Raised here, never later at ``initialize()``; the message never shows the
+            URL's password.
         ImportError: The store needs an optional extra that is not installed.
     """
     if not isinstance(url, str):
@@ -88,7 +90,11 @@ def open_store(url: str, **options: Any) -> SessionStore:
     if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         from . import SqlStore  # the package names the extra to install when it is missing
 
-        return SqlStore(url, **options)
+        store = SqlStore(url, **options)
+        # SqlStore reads its URL only when it connects; a malformed one must fail here, as
+        # it does for every other store.
+        store._parsed_url()
+        return store
     if scheme in ("redis", "rediss"):
         from . import RedisStore
 
