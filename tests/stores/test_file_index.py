@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +124,96 @@ async def test_a_session_written_by_another_store_is_listed_at_once(
     assert await listed(store) == [(h.id, "Renamed", 1)]
 
 
+LISTINGS = [
+    # (filters, the index the page walks)
+    ({}, "sessions_by_activity"),
+    ({"agent_id": AID}, "sessions_by_agent"),
+    ({"user_id": "user-1"}, "sessions_by_user"),
+    ({"status": "archived"}, "sessions_by_status"),
+    ({"agent_id": AID, "status": "archived"}, "sessions_by_agent"),
+    ({"user_id": "user-1", "status": "archived"}, "sessions_by_user"),
+    ({"agent_id": AID, "user_id": "user-1"}, "sessions_by_user"),
+    ({"agent_id": AID, "user_id": "user-1", "status": "archived"}, "sessions_by_user"),
+]
+
+
+def page_sql(filters: dict[str, str], below: tuple[int, str] | None) -> tuple[str, list[object]]:
+    return _file_index.page_query(
+        agent_id=filters.get("agent_id"),
+        user_id=filters.get("user_id"),
+        status=filters.get("status"),  # type: ignore[arg-type]
+        below=below,
+        limit=51,
+    )
+
+
+@pytest.mark.parametrize(("filters", "index"), LISTINGS)
+@pytest.mark.parametrize("below", [None, (T0 + 500, "5" * 8 + "-0000-4000-8000-" + "0" * 12)])
+async def test_a_listing_page_walks_one_index_from_its_cursor_without_sorting(
+    store: FileStore, root: Path, filters: dict[str, str], index: str, below: object
+) -> None:
+    sql, values = page_sql(filters, below)  # type: ignore[arg-type]
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
+    conn.close()
+
+    assert len(plan) == 1, plan
+    assert plan[0].startswith(f"SEARCH sessions USING INDEX {index} (") or (
+        not filters and below is None and plan[0] == f"SCAN sessions USING INDEX {index}"
+    ), plan
+    assert ("(last_activity,id)<(?,?)" in plan[0]) == (below is not None), plan
+
+
+async def test_a_page_deep_in_a_listing_costs_what_the_first_page_costs(
+    store: FileStore, root: Path
+) -> None:
+    """Keyset paging: a page far down 20,000 sessions does the work of the first one."""
+    agents = [new_id() for _ in range(4)]
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        conn.executemany(
+            "INSERT INTO sessions (id, agent_id, user_id, status, last_activity, revision, "
+            "header) VALUES (?, ?, ?, 'active', ?, 0, '{}')",
+            [
+                (new_id(), agents[n % 4], f"user-{n % 10}" if n % 2 else None, T0 + n)
+                for n in range(20_000)
+            ],
+        )
+    conn.close()
+
+    def steps(filters: dict[str, str], below: tuple[int, str] | None) -> tuple[int, int]:
+        """Rows of the page and SQLite's virtual machine steps to read them."""
+        sql, values = page_sql(filters, below)
+        counted = [0]
+
+        def count() -> int:
+            counted[0] += 1
+            return 0
+
+        with sqlite3.connect(root / "index.sqlite3") as conn:
+            conn.set_progress_handler(count, 1)
+            got = conn.execute(sql, values).fetchall()
+        conn.close()
+        return len(got), counted[0]
+
+    def position_at(filters: dict[str, str], offset: int) -> tuple[int, str]:
+        sql, values = page_sql(filters, None)
+        sql = sql.replace("SELECT header", "SELECT last_activity, id")
+        with sqlite3.connect(root / "index.sqlite3") as conn:
+            found = conn.execute(
+                sql.replace("LIMIT ?", "LIMIT 1 OFFSET ?"), [*values[:-1], offset]
+            ).fetchone()
+        conn.close()
+        return int(found[0]), str(found[1])
+
+    for filters in ({}, {"agent_id": agents[1]}, {"user_id": "user-3"}, {"status": "active"}):
+        first_rows, first_steps = steps(filters, None)
+        for offset in (200, 1500):
+            deep_rows, deep_steps = steps(filters, position_at(filters, offset))
+
+            assert (first_rows, deep_rows) == (51, 51)
+            assert deep_steps <= 2 * first_steps, (filters, offset, first_steps, deep_steps)
+
+
 # -- rebuilding ---------------------------------------------------------------------------------
 
 
@@ -233,23 +326,108 @@ async def test_a_session_deleted_by_hand_leaves_the_listing_once_read(
     assert await fresh.count_sessions() == 0
 
 
+DYING_WRITER = """
+import os, sys, anyio
+from chatruntime.models import ChatSession, HISTORY_ADAPTER
+from chatruntime.stores import FileStore, _file_index
+
+async def main() -> None:
+    store = FileStore(sys.argv[1])
+    # The files change, then the process dies before the index hears of it.
+    _file_index.SessionIndex.finish = lambda *args: False
+    for line in sys.stdin:
+        session = ChatSession.model_validate_json(line)
+        expected = session.revision - 1 if session.revision else None
+        await store.write_session(session, session.history, expected_revision=expected)
+    os._exit(0)
+
+anyio.run(main)
+"""
+
+
+def write_and_die(root: Path, *sessions: ChatSession) -> None:
+    """Write ``sessions`` (header and new items) from another process that dies before
+    writing their index rows, as a process killed at that point would."""
+    lines = "".join(session.model_dump_json(by_alias=True) + "\n" for session in sessions)
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_WRITER, str(root)],
+        input=lines,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def pending_entries(root: Path) -> int:
+    with sqlite3.connect(root / "index.sqlite3") as conn:
+        count = int(conn.execute("SELECT count(*) FROM pending").fetchone()[0])
+    conn.close()
+    return count
+
+
 async def test_a_change_whose_writer_died_before_the_index_is_settled_by_the_next_listing(
-    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+    store: FileStore, root: Path
 ) -> None:
     [h] = await create(store, 1)
     h1 = bumped(h, name="Renamed")
     created = session_header(9)
-    with monkeypatch.context() as dying:
-        # The files change, then the process "dies" before the index hears of it.
-        dying.setattr(_file_index.SessionIndex, "finish", lambda *args: False)
-        await store.write_session(h1, turn_items(1), expected_revision=0)
-        await store.write_session(created, [], expected_revision=None)
+    write_and_die(
+        root, ChatSession.from_parts(h1, turn_items(1)), ChatSession.from_parts(created, [])
+    )
     assert sorted(row[0] for row in rows(root)) == [h.id]
+    assert pending_entries(root) == 3  # this store's for its create, the dead writer's two
 
-    fresh = FileStore(root)
-    assert await listed(fresh) == [(created.id, created.name, 0), (h.id, "Renamed", 1)]
-    with sqlite3.connect(root / "index.sqlite3") as conn:
-        assert conn.execute("SELECT count(*) FROM pending").fetchone() == (0,)
+    assert await listed(store) == [(created.id, created.name, 0), (h.id, "Renamed", 1)]
+    assert pending_entries(root) == 1
+
+
+async def test_the_entries_of_a_live_writer_are_left_to_it(
+    store: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session another store keeps changing is listed from its row: no file is read."""
+    writer = FileStore(root)
+    [h] = await create(writer, 1)
+    await writer.write_session(bumped(h), turn_items(1), expected_revision=0)
+    assert pending_entries(root) == 1
+    reads = FileReads(monkeypatch)
+
+    assert await listed(store) == [(h.id, h.name, 1)]
+    assert reads.bytes == 0
+    assert pending_entries(root) == 1
+    await writer.close()
+
+
+async def test_turns_after_the_first_commit_the_index_once(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [h] = await create(store, 1)
+    commits: list[int] = []
+    real = _file_index.SessionIndex._batched
+
+    def counted(index: _file_index.SessionIndex, apply: Any) -> None:
+        commits.append(1)
+        real(index, apply)
+
+    monkeypatch.setattr(_file_index.SessionIndex, "_batched", counted)
+    for n in range(1, 4):
+        await store.write_session(
+            h.model_copy(update={"revision": n}), turn_items(n), expected_revision=n - 1
+        )
+
+    assert len(commits) == 3
+
+
+async def test_closing_a_store_removes_its_pending_entries(root: Path) -> None:
+    store = FileStore(root)
+    headers = await create(store, 3)
+    await store.write_session(bumped(headers[0]), turn_items(1), expected_revision=0)
+    assert pending_entries(root) == 3
+
+    await store.close()
+
+    assert pending_entries(root) == 0
 
 
 async def test_a_damaged_session_is_counted_but_not_listed_after_a_rebuild(

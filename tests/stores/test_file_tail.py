@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chatruntime.models import ChatSession, CorruptDataError, HistoryItem, SessionHeader
-from chatruntime.stores import FileStore, _file_io, load_all
+from chatruntime.stores import FileStore, _file_io, _file_reading, _file_sessions, load_all
 from support.factories import bumped, header, turn_items
 
 pytestmark = pytest.mark.anyio
@@ -280,3 +280,101 @@ async def test_a_cortex_session_is_read_in_part_too(tmp_path: Path) -> None:
     assert tail.history == whole.history[-2:]
     assert tail.header() == whole.header()
     assert len((await load_all(store)).sessions) == 4
+
+
+# -- how a tail read reads ------------------------------------------------------------------------
+
+
+async def test_a_tail_read_over_writes_of_any_size_is_the_end_of_the_whole_history(
+    store: FileStore, root: Path
+) -> None:
+    # Writes of 0, 1, 4 and 30 items: a tail read guesses how many journal lines it needs
+    # from what it has read so far, and reads more until it has enough.
+    h = header(id=SID, agent_id=AID)
+    await store.write_session(h, turns(0, 2), expected_revision=None)
+    for size in [1, 0, 30, 4, 0, 1, 1, 4, 0, 2]:
+        nxt = bumped(h)
+        written = turns(nxt.revision * 10, nxt.revision * 10 + 7)[:size]
+        await store.write_session(nxt, written, expected_revision=h.revision)
+        h = nxt
+    whole = await store.get_session(SID)
+    assert whole is not None and journal_path(root).exists()
+
+    for last in range(len(whole.history) + 3):
+        tail = await store.get_session(SID, last=last)
+        assert tail is not None
+        assert tail.header() == whole.header()
+        assert tail.history == (whole.history[-last:] if last else [])
+
+
+async def test_a_torn_last_line_of_the_journal_is_not_part_of_a_tail_read(
+    store: FileStore, root: Path
+) -> None:
+    h = header(id=SID, agent_id=AID)
+    await store.write_session(h, turns(0, 0), expected_revision=None)
+    latest, _ = await write_turns(store, h, 3)
+    whole = await store.get_session(SID)
+    with journal_path(root).open("ab") as journal:
+        journal.write(b'{"revision":5,"header":{"id":')  # an append that never returned
+
+    tail = await FileStore(root).get_session(SID, last=6)
+
+    assert whole is not None and tail is not None
+    assert tail.revision == latest.revision
+    assert tail.history == whole.history[-6:]
+
+
+async def test_a_tail_read_parses_the_lines_it_needs_in_one_call(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = header(id=SID, agent_id=AID)
+    await store.write_session(h, turns(0, 19), expected_revision=None)
+    await write_turns(store, h, 20)
+    calls: list[str] = []
+    for module, name in (
+        (_file_sessions, "decode_journal_tail"),
+        (_file_sessions, "decode_journal_items_block"),
+        (_file_reading, "decode_item_block"),
+    ):
+        monkeypatch.setattr(module, name, _counted(getattr(module, name), calls))
+
+    from_journal = await store.get_session(SID, last=50)
+    assert from_journal is not None and len(from_journal.history) == 50
+    assert calls == ["decode_journal_tail"]
+
+    calls.clear()
+    across_both = await store.get_session(SID, last=100)
+    assert across_both is not None and len(across_both.history) == 100
+    assert calls == ["decode_journal_tail", "decode_item_block"]
+
+
+async def test_a_tail_read_reads_the_head_of_an_unchanged_snapshot_once(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = header(id=SID, agent_id=AID)
+    await store.write_session(h, turns(0, 9), expected_revision=None)
+    await write_turns(store, h, 3)
+    heads: list[int] = []
+    real = _file_sessions.read_head
+
+    def spy(fd: int, path: Path, size: int) -> Any:
+        heads.append(size)
+        return real(fd, path, size)
+
+    monkeypatch.setattr(_file_sessions, "read_head", spy)
+    fresh = FileStore(store.root)
+
+    first = await fresh.get_session(SID, last=30)
+    second = await fresh.get_session(SID, last=30)
+
+    assert first == second
+    assert len(heads) == 1
+    await fresh.close()
+
+
+def _counted(function: Any, calls: list[str]) -> Any:
+    def spy(*args: Any) -> Any:
+        calls.append(function.__name__)
+        return function(*args)
+
+    return spy

@@ -518,7 +518,11 @@ class FileStore:
         return spec
 
 
-_THREADS = 8
-"""Worker threads one store uses at most. Its calls hold the GIL for most of their time, so
-more threads mostly wait for each other (measured: fewer turns a second under load, on
-two cores); eight still overlap the ``fsync`` of eight turns."""
+_THREADS = 2
+"""Worker threads one store uses at most. Its calls hold the GIL between their system calls,
+and every system call hands the GIL to another thread that wants it: each thread more costs
+every call more such hand-overs (measured with 200 sessions taking turns at once, on two
+cores: 20 context switches a turn with one thread, 34 with two, 68 with eight, and 10% more
+CPU a turn with eight than with two). Two still overlap one turn's ``fsync`` with another
+call's work; on a disk whose ``fsync`` takes milliseconds, more would overlap more of them
+(with 5 ms added to each ``fsync``: 150 turns a second with two threads, 220 with eight)."""

@@ -167,6 +167,21 @@ def head_needs() -> int:
     return max(len(_LINES_OPEN), len(_BLOCK_OPEN), len(EMPTY_CLOSE))
 
 
+def item_span(snapshot: bytes) -> tuple[int, int] | None:
+    """Where the item lines of a whole snapshot in the ``LINES`` layout are (start and end
+    offsets, equal for an empty history); ``None`` for another layout."""
+    at = snapshot.find(HISTORY_KEY)
+    if at < 0:
+        return None
+    stop = at + len(HISTORY_KEY)
+    # layout_after_key(whole=True), without copying the history to look at its ends.
+    if snapshot.startswith(EMPTY_CLOSE, stop):
+        return (stop, stop) if len(snapshot) == stop + len(EMPTY_CLOSE) else None
+    if snapshot.endswith(LINES_CLOSE) and snapshot.startswith(_LINES_OPEN, stop):
+        return (stop + 1, len(snapshot) - len(LINES_CLOSE))
+    return None
+
+
 def extend_snapshot(
     snapshot: bytes, header: SessionHeader, items: list[HistoryItem]
 ) -> bytes | None:
@@ -204,23 +219,24 @@ def decode_head(head: bytes) -> SessionHeader:
     return decode_record(SessionHeader, head + b"\n}")
 
 
-def decode_item_lines(lines: Sequence[bytes]) -> list[HistoryItem]:
-    """History items from snapshot lines (indent and trailing comma included), in order.
+def decode_item_block(data: bytes, lines: int) -> list[HistoryItem]:
+    """History items from ``lines`` consecutive snapshot lines (``data``: the lines with
+    their indents, commas and newlines, as in the file), in order, in one parse.
 
     Raises:
-        Unreadable: A line is not an item.
+        Unreadable: The lines are not ``lines`` items, one a line.
     """
-    bodies: list[bytes] = []
-    for line in lines:
-        if not line.startswith(ITEM_INDENT + b"{"):
-            raise Unreadable("a history line is not an item")
-        bodies.append(line[len(ITEM_INDENT) :].removesuffix(b","))
     try:
-        return HISTORY_ADAPTER.validate_json(b"[" + b",".join(bodies) + b"]")
+        # Indents and newlines are JSON whitespace, and every line but the last ends with
+        # its comma: the lines are an array's elements as they stand.
+        items = HISTORY_ADAPTER.validate_json(b"[" + data + b"]")
     except ValidationError as error:
         raise Unreadable(
             describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="history")
         ) from None
+    if len(items) != lines:
+        raise Unreadable(f"{lines} history lines hold {len(items)} items")
+    return items
 
 
 # -- records, journal lines ---------------------------------------------------------------------
@@ -230,12 +246,28 @@ def encode_record(record: WireModel) -> bytes:
     return record.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
 
 
-def encode_journal_line(header: SessionHeader, items: Sequence[HistoryItem]) -> bytes:
-    stamped = header.model_copy(update={"schema_version": SCHEMA_VERSION})
-    entry = JournalEntry.model_construct(
-        revision=header.revision, header=stamped, items=list(items)
+def encode_header(header: SessionHeader) -> bytes:
+    """The header as a journal line and the index hold it: compact JSON, stamped with our
+    version, without history (a ``ChatSession`` passed as its header brings none)."""
+    if header.schema_version != SCHEMA_VERSION:
+        header = header.model_copy(update={"schema_version": SCHEMA_VERSION})
+    return header.model_dump_json(by_alias=True, exclude_none=True, exclude={"history"}).encode()
+
+
+def encode_journal_line(header_json: bytes, revision: int, items: Sequence[HistoryItem]) -> bytes:
+    """A journal line (:class:`JournalEntry`) from the header's :func:`encode_header` bytes,
+    which the caller keeps for the index row rather than encoding the header twice."""
+    return b"".join(
+        (
+            b'{"revision":',
+            str(revision).encode(),
+            b',"header":',
+            header_json,
+            b',"items":',
+            HISTORY_ADAPTER.dump_json(list(items), by_alias=True, exclude_none=True),
+            b"}\n",
+        )
     )
-    return entry.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n"
 
 
 def decode_record(model: type[RecordT], data: bytes) -> RecordT:
@@ -261,23 +293,40 @@ def decode_journal_line(line: bytes) -> JournalEntry:
     return entry
 
 
-def decode_journal_items(line: bytes) -> JournalItems:
-    entry = decode_record(JournalItems, line)
-    _refuse_newer(entry.header.schema_version)
-    return entry
-
-
 _JOURNAL_ITEMS = TypeAdapter(list[JournalItems])
+_JOURNAL_TAIL = TypeAdapter(tuple[list[JournalItems], JournalEntry])
 
 
-def decode_journal_items_batch(lines: Sequence[bytes]) -> list[JournalItems]:
-    """Several journal lines read for their items, in one parse (cheaper than one each).
+def decode_journal_tail(older: bytes, newest: bytes) -> tuple[list[JournalItems], JournalEntry]:
+    """The journal's last line (``newest``, whole) and the lines before it (``older``, as
+    in the file: lines separated by newlines; read for their items), in one parse.
 
     Raises:
         Unreadable: A line is not valid, or was written by a newer version.
     """
     try:
-        entries = _JOURNAL_ITEMS.validate_json(b"[" + b",".join(lines) + b"]")
+        older_items, entry = _JOURNAL_TAIL.validate_json(
+            b"[[" + _as_elements(older) + b"]," + newest + b"]"
+        )
+    except ValidationError as error:
+        raise Unreadable(
+            describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="journal")
+        ) from None
+    _refuse_newer(entry.header.schema_version)
+    for each in older_items:
+        _refuse_newer(each.header.schema_version)
+    return older_items, entry
+
+
+def decode_journal_items_block(lines: bytes) -> list[JournalItems]:
+    """Journal lines (separated by newlines, as in the file) read for their items, in one
+    parse (cheaper than one each).
+
+    Raises:
+        Unreadable: A line is not valid, or was written by a newer version.
+    """
+    try:
+        entries = _JOURNAL_ITEMS.validate_json(b"[" + _as_elements(lines) + b"]")
     except ValidationError as error:
         raise Unreadable(
             describe_validation_error(error, limit=_MAX_LISTED_ERRORS, root="journal")
@@ -285,6 +334,13 @@ def decode_journal_items_batch(lines: Sequence[bytes]) -> list[JournalItems]:
     for entry in entries:
         _refuse_newer(entry.header.schema_version)
     return entries
+
+
+def _as_elements(lines: bytes) -> bytes:
+    # A journal line is compact JSON, which has no raw newline (JSON escapes them in
+    # strings): the newlines are exactly the separators. An empty line makes the array
+    # invalid, as it makes the journal.
+    return lines.replace(b"\n", b",")
 
 
 def _peek_schema_version(data: bytes) -> int | None:

@@ -7,12 +7,20 @@ truth; the index is derived from them, and deleting it while no store has the fo
 makes the next store rebuild it.
 
 **Kept in step.** Every change to a session's files, made under the session's lock, goes
-through three steps: :meth:`SessionIndex.begin` records the session in ``pending``
-(committed before the files change), the files change durably, then
-:meth:`SessionIndex.finish` writes the session's row, and a trigger clears its ``pending``
-entry in the same statement. Commits do not ``fsync`` (``journal_mode=WAL``,
-``synchronous=NORMAL``): they survive a killed process, not a power cut, and cost a turn no
-disk flush of its own. Changes of many threads at once share one commit (:meth:`_batched`).
+through three steps: :meth:`SessionIndex.changing` makes sure ``pending`` holds an entry for
+the session under this index's *owner* number (committed before the files change), the files
+change durably, then :meth:`SessionIndex.finish` writes the session's row. Commits do not
+``fsync`` (``journal_mode=WAL``, ``synchronous=NORMAL``): they survive a killed process, not a
+power cut, and cost a turn no disk flush of its own. Changes of many threads at once share
+one commit (:meth:`_batched`).
+
+An entry stays while its owner lives, so the next changes of that session (a conversation's
+next turns) cost one commit, the row's, instead of two. Each open index holds the lock of
+its own owner number (``Slot.owner``) for as long as it is open, and its process's death
+drops it: an entry whose owner's lock can be taken is a dead process's, and only those are
+settled by others. An owner removes its entries when it closes (but those of rows it failed
+to write, which a later listing settles), and its oldest ones when it has more than
+:data:`_OWNED_MOST`.
 
 **Repaired when stale.** A row can disagree with the files when a process dies between the
 file change and :meth:`~SessionIndex.finish` (its ``pending`` entry stays, and the next
@@ -29,26 +37,31 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ..models import SCHEMA_VERSION, SessionHeader, SessionStatus, StorageError
+from ..models import SessionHeader, SessionStatus, StorageError
+from ._file_codec import encode_header
 from ._file_io import remove
-from ._file_locks import INDEX, PRESENCE, LockFile
+from ._file_locks import INDEX, OWNER_SPAN, PRESENCE, LockFile, Slot
 from ._paging import Position
 
 logger = logging.getLogger("chatruntime.stores")
 
-INDEX_VERSION: Final = 1
+INDEX_VERSION: Final = 2
 """Version of the index's tables; an index of another version is rebuilt."""
 INDEX_NAME: Final = "index.sqlite3"
 _BUSY_TIMEOUT_MS: Final = 10_000
+_OWNED_MOST: Final = 512
+"""Entries in ``pending`` one index keeps at most; beyond, the oldest half goes."""
 _REBUILD_BATCH: Final = 500
 
 _SCHEMA = """
@@ -63,13 +76,12 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_activity ON sessions (last_activity DESC, id DESC);
 CREATE INDEX sessions_by_agent ON sessions (agent_id, last_activity DESC, id DESC);
-CREATE INDEX sessions_by_user ON sessions (user_id, last_activity DESC, id DESC);
+CREATE INDEX sessions_by_user ON sessions (user_id, last_activity DESC, id DESC)
+    WHERE user_id IS NOT NULL;
 CREATE INDEX sessions_by_status ON sessions (status, last_activity DESC, id DESC);
-CREATE TABLE pending (id TEXT PRIMARY KEY);
-CREATE TRIGGER sessions_inserted AFTER INSERT ON sessions
-    BEGIN DELETE FROM pending WHERE id = NEW.id; END;
-CREATE TRIGGER sessions_updated AFTER UPDATE ON sessions
-    BEGIN DELETE FROM pending WHERE id = NEW.id; END;
+CREATE TABLE pending (id TEXT NOT NULL, owner INTEGER NOT NULL, PRIMARY KEY (id, owner))
+    WITHOUT ROWID;
+CREATE INDEX pending_by_owner ON pending (owner);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _UPSERT = (
@@ -102,6 +114,8 @@ class Found:
     session_id: str
     agent_id: str
     header: SessionHeader | None
+    header_json: bytes | None = None
+    """``header`` as :func:`~._file_codec.encode_header` encodes it, if the caller has it."""
 
 
 @dataclass
@@ -123,7 +137,7 @@ def _row(found: Found) -> _ROW_VALUES:
     header = found.header
     if header is None:
         return (found.session_id, found.agent_id, None, None, None, None, None)
-    stamped = header.model_copy(update={"schema_version": SCHEMA_VERSION})
+    encoded = found.header_json if found.header_json is not None else encode_header(header)
     return (
         found.session_id,
         found.agent_id,
@@ -131,9 +145,46 @@ def _row(found: Found) -> _ROW_VALUES:
         header.status,
         header.context.last_activity,
         header.revision,
-        # A ChatSession passed as its header must not bring its history along.
-        stamped.model_dump_json(by_alias=True, exclude_none=True, exclude={"history"}),
+        encoded.decode(),
     )
+
+
+def page_query(
+    *,
+    agent_id: str | None,
+    user_id: str | None,
+    status: SessionStatus | None,
+    below: Position | None,
+    limit: int,
+) -> tuple[str, list[object]]:
+    """The SQL and parameters of a listing page: a walk down one index, from the cursor's
+    position on, that stops after ``limit`` rows.
+
+    The index is chosen here, not left to SQLite's planner (which has no statistics to
+    choose by): the user's if the listing names a user (a user has few sessions), else the
+    agent's, else the status', else the one of all sessions. A unary ``+`` keeps the other
+    filters off their indexes; they are checked on the rows walked. The cursor is a row
+    value, which SQLite turns into the start of the range on the index.
+    """
+    filters = [("user_id", user_id), ("agent_id", agent_id), ("status", status)]
+    where = ["header IS NOT NULL"]
+    values: list[object] = []
+    chosen = False
+    for column, value in filters:
+        if value is None:
+            continue
+        where.append(f"{'+' if chosen else ''}{column} = ?")
+        values.append(value)
+        chosen = True
+    if below is not None:
+        where.append("(last_activity, id) < (?, ?)")
+        values.extend(below)
+    values.append(limit)
+    sql = (
+        f"SELECT header FROM sessions WHERE {' AND '.join(where)} "
+        "ORDER BY last_activity DESC, id DESC LIMIT ?"
+    )
+    return sql, values
 
 
 def boot_id() -> str:
@@ -157,11 +208,21 @@ class SessionIndex:
         self._pool: list[sqlite3.Connection] = []
         self._pool_guard = threading.Lock()
         self._file: tuple[int, int] | None = None
+        self._checked_hold: int | None = None
+        """The hold of ``INDEX`` during which ``_file`` was last checked (see ``_checkout``)."""
         # One writer at a time in this process: SQLite's own wait for its write lock sleeps
         # in steps of milliseconds, which many threads of one process would pay in turn.
         self._writing = _write_lock_for(self.path)
         self._queue: list[_Op] = []
         self._queue_guard = threading.Lock()
+        self._owner: int | None = None
+        self._owned: OrderedDict[str, None] = OrderedDict()
+        """Sessions with an entry in ``pending`` under ``_owner``, least recently changed first."""
+        self._changing: dict[str, int] = {}
+        """Changes under way in this process, by session (their entries must stay)."""
+        self._unsettled: set[str] = set()
+        """Sessions whose row this index failed to write (their entries must stay)."""
+        self._owned_guard = threading.Lock()
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -178,6 +239,7 @@ class SessionIndex:
         """
         self._locks.acquire(PRESENCE, shared=True)
         try:
+            self._claim_owner()
             rebuilt = self._check(scan)
             with self._transaction(durable=True) as conn:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -187,10 +249,26 @@ class SessionIndex:
                         [("boot", boot_id()), ("clean", "0")],
                     )
         except BaseException:
+            self._give_up_owner()
             self._locks.release(PRESENCE)
             self.close_connections()
             raise
         return rebuilt
+
+    def _claim_owner(self) -> None:
+        while True:
+            number = secrets.randbelow(OWNER_SPAN)
+            if self._locks.acquire(Slot.owner(number), wait=False):
+                self._owner = number
+                return
+
+    def _give_up_owner(self) -> None:
+        if self._owner is not None:
+            self._locks.release(Slot.owner(self._owner))
+            self._owner = None
+        with self._owned_guard:
+            self._owned.clear()
+            self._unsettled.clear()
 
     def _check(self, scan: Scanner) -> str | None:
         # Checked under INDEX shared (no rebuild under way elsewhere), rebuilt under INDEX
@@ -233,27 +311,13 @@ class SessionIndex:
     def _rebuild(self, scan: Scanner, reason: str) -> None:
         logger.info("rebuilding the session index %s: %s", self.path, reason)
         started = time.monotonic()
-        try:
-            with self._connection() as conn:
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except StorageError as error:
-            if not _damaged(error):
-                raise
-            # Not a database at all: start a new file. Processes still using the old one
-            # notice the new inode at their next call (see _connection).
-            self.close_connections()
-            for suffix in ("", "-wal", "-shm"):
-                remove(Path(f"{self.path}{suffix}"))
+        # Always a new file: processes still using the old one notice the new inode at
+        # their next call (see _checkout), and so forget what they knew of the old one.
+        self.close_connections()
+        for suffix in ("", "-wal", "-shm"):
+            remove(Path(f"{self.path}{suffix}"))
         count = 0
         with self._transaction() as conn:
-            tables = [
-                name
-                for (name,) in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
-                ).fetchall()
-            ]
-            for table in tables:
-                conn.execute(f'DROP TABLE "{table}"')
             for statement in _SCHEMA.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
@@ -284,9 +348,13 @@ class SessionIndex:
         return conn.total_changes - before
 
     def close(self) -> None:
-        """Give back ``PRESENCE``; the last store of all to close flushes the index to disk
-        and marks it ``clean=1``. Then close this store's connections."""
+        """Remove this index's entries from ``pending`` (but those of changes under way or
+        rows it failed to write) and give back its owner lock and ``PRESENCE``; the last
+        store of all to close flushes the index to disk and marks it ``clean=1``. Then close
+        this store's connections."""
         try:
+            self._drop_owned()
+            self._give_up_owner()
             self._locks.release(PRESENCE)
             if self._locks.acquire(PRESENCE, wait=False):
                 try:
@@ -309,40 +377,79 @@ class SessionIndex:
         with self._pool_guard:
             pool, self._pool = self._pool, []
             self._file = None
+            self._checked_hold = None
         for conn in pool:
             with suppress(sqlite3.Error):
                 conn.close()
 
     # -- the write protocol ------------------------------------------------------------------
 
-    def begin(self, session_id: str) -> None:
-        """Record that the session's files are about to change (before they do).
+    @contextmanager
+    def changing(self, session_id: str) -> Iterator[None]:
+        """Around a change of the session's files (the caller holds the session's lock and
+        ``INDEX`` shared): makes sure ``pending`` has this index's entry for the session
+        before the body runs, and keeps it while the body runs.
 
         Raises:
             StorageError: The index cannot be written; the files must not change then.
         """
+        with self._owned_guard:
+            self._changing[session_id] = self._changing.get(session_id, 0) + 1
+        try:
+            self._begin(session_id)
+            yield
+        finally:
+            with self._owned_guard:
+                left = self._changing.pop(session_id) - 1
+                if left:
+                    self._changing[session_id] = left
+
+    def _begin(self, session_id: str) -> None:
+        # The entry of an earlier change is still there unless the file was replaced since
+        # (a rebuild elsewhere): checked first, which forgets the entries of an old file.
+        self._check_file(index_held=True)
+        with self._owned_guard:
+            if session_id in self._owned:
+                self._owned.move_to_end(session_id)
+                return
+        entry = (session_id, self._owner)
         self._batched(
             lambda conn: conn.execute(
-                "INSERT OR IGNORE INTO pending (id) VALUES (?)", (session_id,)
+                "INSERT OR IGNORE INTO pending (id, owner) VALUES (?, ?)", entry
             )
         )
+        with self._owned_guard:
+            self._owned[session_id] = None
+            surplus: list[str] = []
+            if len(self._owned) > _OWNED_MOST:
+                for old in list(self._owned):
+                    if len(self._owned) - len(surplus) <= _OWNED_MOST // 2:
+                        break
+                    if old not in self._changing and old not in self._unsettled:
+                        surplus.append(old)
+                for old in surplus:
+                    del self._owned[old]
+        if surplus:
+            self._remove_entries(surplus)
 
     def finish(self, found: Found | None, session_id: str) -> bool:
-        """Write the session's row as its files now are (``None``: deleted) and clear its
-        pending entry; whether that worked. A failure is logged, not raised: the files
-        changed durably, and the pending entry makes a later reconciliation write the row.
-        Also what repairs a row a reader found stale."""
+        """Write the session's row as its files now are (``None``: deleted); whether that
+        worked. A failure is logged, not raised: the files changed durably, and the pending
+        entry makes a later reconciliation write the row (this process's own entry is kept
+        for it). Also what repairs a row a reader found stale."""
         if found is None:
+            entry = (session_id, self._owner)
 
             def apply(conn: sqlite3.Connection) -> None:
                 conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-                conn.execute("DELETE FROM pending WHERE id = ?", (session_id,))
+                # Only this index's entry: another process's is the one it keeps until it
+                # closes or dies.
+                conn.execute("DELETE FROM pending WHERE id = ? AND owner = ?", entry)
 
         else:
             row = _row(found)
 
             def apply(conn: sqlite3.Connection) -> None:
-                # A trigger clears the pending entry in the same statement.
                 conn.execute(_UPSERT, row)
 
         try:
@@ -354,23 +461,101 @@ class SessionIndex:
                 session_id,
                 error,
             )
+            with self._owned_guard:
+                if session_id in self._owned:
+                    self._unsettled.add(session_id)
             return False
+        with self._owned_guard:
+            self._unsettled.discard(session_id)
+            if found is None:
+                self._owned.pop(session_id, None)
         return True
 
-    def pending(self) -> list[str]:
+    def pending(self) -> list[tuple[str, int]]:
+        """The entries of ``pending`` to settle, as ``(session, owner)``: those of owners
+        that are gone (their process died), and this index's own for rows it failed to
+        write. Costs a lock test per owner, not a read per entry, while owners live."""
         with self._connection() as conn:
-            return [row[0] for row in conn.execute("SELECT id FROM pending").fetchall()]
+            owners = [row[0] for row in conn.execute("SELECT DISTINCT owner FROM pending")]
+            gone = [owner for owner in owners if owner != self._owner and self._gone(owner)]
+            entries: list[tuple[str, int]] = []
+            for owner in gone:
+                entries.extend(
+                    (str(row[0]), owner)
+                    for row in conn.execute("SELECT id FROM pending WHERE owner = ?", (owner,))
+                )
+        with self._owned_guard:
+            if self._owner is not None:
+                entries.extend((session_id, self._owner) for session_id in self._unsettled)
+        return entries
 
-    def settle(self, session_id: str, read: Reader) -> bool:
-        """Rewrite the row of a session left pending, if it still is; whether it was. The
-        caller holds the session's lock, so no change of it is under way: the entry is a
-        dead (or failed) writer's."""
+    def _gone(self, owner: int) -> bool:
+        slot = Slot.owner(owner)
+        if not self._locks.acquire(slot, wait=False):
+            return False
+        self._locks.release(slot)
+        return True
+
+    def settle(self, session_id: str, owner: int, read: Reader) -> bool:
+        """Rewrite the row of a session left pending by ``owner``, if it still is, and clear
+        a gone owner's entry; whether the row was rewritten. The caller holds the session's
+        lock, so no change of it is under way."""
+        entry = (session_id, owner)
         with self._connection() as conn:
-            still = conn.execute("SELECT 1 FROM pending WHERE id = ?", (session_id,)).fetchone()
+            still = conn.execute(
+                "SELECT 1 FROM pending WHERE id = ? AND owner = ?", entry
+            ).fetchone()
         if still is None:
             return False
-        self.finish(read(session_id), session_id)
+        if owner == self._owner:
+            return self.finish(read(session_id), session_id)
+        found = read(session_id)
+        row = None if found is None else _row(found)
+
+        def apply(conn: sqlite3.Connection) -> None:
+            if row is None:
+                conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            else:
+                conn.execute(_UPSERT, row)
+            conn.execute("DELETE FROM pending WHERE id = ? AND owner = ?", entry)
+
+        try:
+            self._batched(apply)
+        except StorageError as error:
+            logger.warning("could not settle session %s in the index: %s", session_id, error)
+            return False
         return True
+
+    def _remove_entries(self, session_ids: list[str]) -> None:
+        """Remove this index's entries of sessions whose rows it wrote (best effort: an entry
+        left costs a read of its session after this process is gone, nothing else)."""
+        entries = [(session_id, self._owner) for session_id in session_ids]
+        try:
+            self._batched(
+                lambda conn: conn.executemany(
+                    "DELETE FROM pending WHERE id = ? AND owner = ?", entries
+                )
+            )
+        except StorageError as error:
+            logger.info("left %d entries in the session index's pending: %s", len(entries), error)
+
+    def _drop_owned(self) -> None:
+        """On closing: remove this index's entries but those it must keep."""
+        if self._owner is None:
+            return
+        with self._owned_guard:
+            done = [
+                session_id
+                for session_id in self._owned
+                if session_id not in self._changing and session_id not in self._unsettled
+            ]
+        if not done:
+            return
+        self._locks.acquire(INDEX, shared=True)
+        try:
+            self._remove_entries(done)
+        finally:
+            self._locks.release(INDEX)
 
     def _batched(self, apply: Callable[[sqlite3.Connection], object]) -> None:
         """Run ``apply`` in a write transaction, together with those of other threads.
@@ -392,10 +577,10 @@ class SessionIndex:
                 try:
                     if len(batch) == 1:
                         # One statement commits by itself: no BEGIN and COMMIT round trips.
-                        with self._connection() as conn:
+                        with self._connection(index_held=True) as conn:
                             batch[0].apply(conn)
                     else:
-                        with self._transaction_locked() as conn:
+                        with self._transaction_locked(index_held=True) as conn:
                             for each in batch:
                                 each.apply(conn)
                 except StorageError as error:
@@ -441,30 +626,20 @@ class SessionIndex:
         limit: int,
     ) -> list[str]:
         """Header JSON of up to ``limit`` listed sessions, in listing order."""
-        where = ["header IS NOT NULL"]
-        values: list[object] = []
-        for column, value in (("agent_id", agent_id), ("user_id", user_id), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                values.append(value)
-        if below is not None:
-            where.append("(last_activity, id) < (?, ?)")
-            values.extend(below)
-        sql = (
-            f"SELECT header FROM sessions WHERE {' AND '.join(where)} "
-            "ORDER BY last_activity DESC, id DESC LIMIT ?"
+        sql, values = page_query(
+            agent_id=agent_id, user_id=user_id, status=status, below=below, limit=limit
         )
-        values.append(limit)
         with self._connection() as conn:
             return [str(row[0]) for row in conn.execute(sql, values).fetchall()]
 
     # -- connections -------------------------------------------------------------------------
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self, *, index_held: bool = False) -> Iterator[sqlite3.Connection]:
         """A connection from the pool; an SQLite error becomes ``StorageError`` and the
-        connection is dropped rather than given back."""
-        conn = self._checkout()
+        connection is dropped rather than given back. ``index_held``: the caller holds
+        ``INDEX`` (see :meth:`_checkout`)."""
+        conn = self._checkout(index_held=index_held)
         try:
             yield conn
         except sqlite3.Error as error:
@@ -486,8 +661,10 @@ class SessionIndex:
             yield conn
 
     @contextmanager
-    def _transaction_locked(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        with self._connection() as conn:
+    def _transaction_locked(
+        self, *, durable: bool = False, index_held: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        with self._connection(index_held=index_held) as conn:
             if durable:
                 conn.execute("PRAGMA synchronous = FULL")
             try:
@@ -502,20 +679,39 @@ class SessionIndex:
                 if durable:
                     conn.execute("PRAGMA synchronous = NORMAL")
 
-    def _checkout(self) -> sqlite3.Connection:
+    def _check_file(self, *, index_held: bool = False) -> bool:
+        """Make sure the pooled connections are to the file now at ``path`` (dropping them
+        and what this index knew of its entries if it was replaced); whether it exists.
+
+        The file is replaced only by a rebuild, which holds ``INDEX`` exclusively: while
+        this process holds ``INDEX`` without a break (``index_held``: the caller holds it),
+        the file checked last is still the index, and the ``stat`` is skipped.
+        """
+        hold = self._locks.hold_of(INDEX) if index_held else None
+        if hold is not None and hold == self._checked_hold:
+            return True
         current = _identity(self.path)
         with self._pool_guard:
+            replaced = current != self._file and self._file is not None
             if current != self._file:
-                # The file was replaced (a rebuild of an unreadable index by some process):
-                # connections to the old one must go.
                 stale, self._pool = self._pool, []
                 self._file = current
             else:
                 stale = []
-            conn = self._pool.pop() if self._pool else None
+            self._checked_hold = hold
+        if replaced:
+            with self._owned_guard:
+                self._owned.clear()
+                self._unsettled.clear()
         for old in stale:
             with suppress(sqlite3.Error):
                 old.close()
+        return current is not None
+
+    def _checkout(self, *, index_held: bool = False) -> sqlite3.Connection:
+        exists = self._check_file(index_held=index_held)
+        with self._pool_guard:
+            conn = self._pool.pop() if self._pool else None
         if conn is not None:
             return conn
         try:
@@ -531,7 +727,7 @@ class SessionIndex:
             raise StorageError(
                 f"cannot open the session index {self.path}: {error}", path=str(self.path)
             ) from error
-        if current is None:
+        if not exists:
             with self._pool_guard:
                 self._file = _identity(self.path)
         return conn

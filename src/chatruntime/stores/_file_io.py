@@ -252,26 +252,43 @@ def remove(path: Path) -> bool:
     return True
 
 
-def lines_backward(
-    fd: int, path: Path, start: int, end: int, block: int = 1 << 14
-) -> Iterator[bytes]:
-    """The lines of bytes ``start``..``end`` of an open file, the last line first.
+def last_lines(
+    fd: int, path: Path, start: int, end: int, count: int, block: int = 1 << 14
+) -> tuple[int, bytes, int]:
+    """The last ``count`` lines of bytes ``start``..``end`` of an open file, as one slice.
 
-    Lines are separated by ``\\n``; the first line yielded is whatever follows the last
-    separator (empty when the range ends with one). Reads from the end, ``block`` bytes
-    first and twice as many each time after (up to 1 MiB), so taking a few lines costs what
-    those lines cost, however long the file is.
+    Lines are separated by ``\\n``; the last line is whatever follows the last separator
+    (empty when the range ends with one). Returns ``(offset, data, lines)``: ``data`` is the
+    bytes from ``offset`` to ``end``, which hold ``lines`` lines (``count``, or all the range
+    holds if fewer) and their separators, not the separator before the first. Reads from the
+    end, ``block`` bytes first, then what the lines still missing take at the length of
+    those found (up to 1 MiB at a time), so taking a few lines costs what those lines cost,
+    however long the file is; the lines are found with ``rfind``, not split one by one, so
+    the caller can parse them in one call.
     """
-    if end <= start:
-        return
-    carry = b""
+    if end <= start or count <= 0:
+        return end, b"", 0
+    data = b""
     position = end
-    while position > start:
+    cut = 0  # where the separators found so far begin, counted from the end of data
+    found = 0
+    while True:
         size = min(block, position - start)
         position -= size
-        chunk = read_at(fd, path, position, size) + carry
-        parts = chunk.split(b"\n")
-        carry = parts[0]
-        yield from reversed(parts[1:])
-        block = min(block * 2, 1 << 20)
-    yield carry
+        data = read_at(fd, path, position, size) + data
+        at = len(data) - cut
+        while found < count:
+            at = data.rfind(b"\n", 0, at)
+            if at < 0:
+                break
+            found += 1
+            cut = len(data) - at
+        if found == count:
+            first = len(data) - cut + 1
+            return position + first, data[first:], count
+        if position <= start:
+            return start, data, found + 1
+        # Enough for the lines still missing at the length of those found so far (and a
+        # quarter more), or twice as much as last time if none was found yet.
+        wanted = (count - found) * cut // found * 5 // 4 if found else block * 2
+        block = min(max(wanted, 4096), 1 << 20)

@@ -2,8 +2,9 @@
 
 ``FileStore`` keeps a single, always empty file, ``<root>/sessions.lock``, and locks one byte
 of it per purpose: a session's read/write lock and its lease sit at offsets derived from a
-hash of the session id, the index's lock and the "a store has this folder open" lock at fixed
-offsets (see :class:`Slot`). Locking a byte beyond the end of a file is allowed, so the file
+hash of the session id, each open index's "my process lives" lock at a random offset of its
+own, the index's lock and the "a store has this folder open" lock at fixed offsets (see
+:class:`Slot`). Locking a byte beyond the end of a file is allowed, so the file
 never grows, and taking or giving back a lock writes nothing: it costs one ``fcntl`` call.
 The kernel drops every lock of a process that dies, so a crashed holder never blocks anyone.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import struct
 import threading
@@ -35,6 +37,9 @@ from ._file_io import storage_error
 
 _SESSIONS_BASE: Final = 16
 _SESSION_SPAN: Final = 1 << 61
+_OWNERS_BASE: Final = _SESSIONS_BASE + 2 * _SESSION_SPAN
+OWNER_SPAN: Final = 1 << 60
+"""Owner numbers (see :meth:`Slot.owner`) are below this."""
 
 _OFD = hasattr(fcntl, "F_OFD_SETLKW") and hasattr(fcntl, "F_OFD_SETLK")
 # struct flock as Linux lays it out: l_type, l_whence, l_start, l_len, l_pid, padded to the
@@ -59,6 +64,12 @@ class Slot:
         """The lease of a session, held for a whole turn."""
         return cls(_SESSIONS_BASE + 2 * _session_number(session_id) + 1)
 
+    @classmethod
+    def owner(cls, number: int) -> Slot:
+        """Held by an open session index for its whole life, under a random ``number``
+        (below :data:`OWNER_SPAN`): whoever can take it knows that index's process is gone."""
+        return cls(_OWNERS_BASE + number % OWNER_SPAN)
+
 
 INDEX: Final = Slot(0)
 """Shared by every change to session files, exclusive while the index is rebuilt."""
@@ -74,13 +85,15 @@ def _session_number(session_id: str) -> int:
 
 
 class _Held:
-    __slots__ = ("busy", "count")
+    __slots__ = ("busy", "count", "hold")
 
     def __init__(self) -> None:
         self.count = 0
         """Shared holders in this process, or -1 for one exclusive holder."""
         self.busy = True
         """An OS lock call for this byte is under way; others wait for its outcome."""
+        self.hold = 0
+        """Which OS-level hold of the byte this is (numbered in this process, from 1)."""
 
 
 class LockFile:
@@ -94,6 +107,15 @@ class LockFile:
         self._fd = -1
         self._changed = threading.Condition(threading.Lock())
         self._held: dict[int, _Held] = {}
+        self._holds = itertools.count(1)
+
+    def hold_of(self, slot: Slot) -> int | None:
+        """Which hold of ``slot`` this process has now (``None``: it holds none): the same
+        number for as long as the operating system's lock has been held without a break,
+        however many threads took and gave it back meanwhile."""
+        with self._changed:
+            held = self._held.get(slot.offset)
+            return None if held is None or held.busy else held.hold
 
     def acquire(self, slot: Slot, *, shared: bool = False, wait: bool = True) -> bool:
         """Take the lock at ``slot``; ``False`` (only with ``wait=False``) if it is held.
@@ -133,6 +155,7 @@ class LockFile:
         with self._changed:
             held.busy = False
             held.count = 1 if shared else -1
+            held.hold = next(self._holds)
             self._changed.notify_all()
         return True
 

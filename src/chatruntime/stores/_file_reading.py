@@ -1,12 +1,12 @@
 """Reading parts of ``FileStore`` files: a snapshot's header, its last items, a journal's last
-lines, each without reading what comes before (see ``_file_codec`` for the layout).
+lines, each without reading what comes before (see ``_file_codec`` for the layout), and each
+parsed in one call rather than a line at a time.
 
 Blocking functions on open file descriptors; ``FileStore`` calls them in worker threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +17,11 @@ from ._file_codec import (
     LINES_CLOSE,
     Layout,
     decode_head,
-    decode_item_lines,
+    decode_item_block,
     head_needs,
     layout_after_key,
 )
-from ._file_io import lines_backward, read_at
+from ._file_io import last_lines, read_at
 
 _HEAD_BLOCK = 8192
 _TAIL_PEEK = 64
@@ -72,25 +72,27 @@ def read_head(fd: int, path: Path, size: int) -> Head | None:
     return Head(header, layout, key_at + len(HISTORY_KEY) + 1, size - len(LINES_CLOSE))
 
 
-def read_last_items(fd: int, path: Path, head: Head, count: int) -> list[HistoryItem]:
-    """The last ``count`` items of a ``LINES`` snapshot (fewer if it holds fewer), in order.
+def read_last_items(fd: int, path: Path, items: tuple[int, int], count: int) -> list[HistoryItem]:
+    """The last ``count`` items of a ``LINES`` snapshot whose item lines are the bytes
+    ``items`` (:attr:`Head.items_start`, :attr:`Head.items_end`), fewer if it holds fewer,
+    in order.
 
     Raises:
-        Unreadable: A line read is not a valid item.
+        Unreadable: The lines read are not one valid item each.
     """
-    lines: list[bytes] = []
-    if count > 0:
-        for line in lines_backward(fd, path, head.items_start, head.items_end):
-            lines.append(line)
-            if len(lines) == count:
-                break
-    lines.reverse()
-    return decode_item_lines(lines)
+    if count <= 0:
+        return []
+    _, data, lines = last_lines(fd, path, items[0], items[1], count)
+    return decode_item_block(data, lines) if lines else []
 
 
-def journal_lines_backward(fd: int, path: Path, size: int) -> Iterator[bytes]:
-    """The complete lines of the journal open as ``fd``, the last first (a torn last line,
-    from an append that never returned, is not one of them)."""
-    lines = lines_backward(fd, path, 0, size)
-    next(lines, None)  # what follows the last newline: nothing, or a torn line
-    yield from lines
+def journal_tail(fd: int, path: Path, size: int, count: int) -> tuple[int, bytes, int]:
+    """The last ``count`` complete lines of the journal open as ``fd`` (``size`` bytes), as
+    :func:`~chatruntime.stores._file_io.last_lines` returns them, without the newline that
+    ends the last: a torn last line, from an append that never returned, is not one of them.
+    """
+    offset, data, lines = last_lines(fd, path, 0, size, count + 1)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return offset, b"", 0
+    return offset, data[:end], lines - 1

@@ -23,8 +23,8 @@ All methods block; ``FileStore`` calls them in worker threads.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -52,12 +52,15 @@ from ._file_codec import (
     JournalItems,
     Layout,
     Unreadable,
-    decode_journal_items_batch,
+    decode_journal_items_block,
     decode_journal_line,
+    decode_journal_tail,
     decode_record,
+    encode_header,
     encode_journal_line,
     encode_snapshot,
     extend_snapshot,
+    item_span,
     layout_of,
 )
 from ._file_index import Entry, Found, SessionIndex
@@ -67,6 +70,7 @@ from ._file_io import (
     ensure_dir,
     fsync_dir,
     identity,
+    last_lines,
     list_dir,
     opened,
     read_at,
@@ -77,7 +81,7 @@ from ._file_io import (
     write_atomically,
 )
 from ._file_locks import INDEX, LockFile, Slot, lock_file_for
-from ._file_reading import journal_lines_backward, read_head, read_last_items
+from ._file_reading import Head, journal_tail, read_head, read_last_items
 from ._paging import Position
 from ._protocol import CorruptRecord
 
@@ -123,12 +127,15 @@ class _Memo(Generic[K, V]):
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """A snapshot version, its revision, and whether all of it was parsed and found valid
-    (otherwise only its header was)."""
+    """A snapshot version, its revision, whether all of it was parsed and found valid
+    (otherwise only its header was), and where its item lines are if it is in the ``LINES``
+    layout and that was checked (see :func:`~._file_codec.item_span`), so that a tail read
+    finds them without reading the head again."""
 
     identity: Identity
     revision: int
     validated: bool
+    items: tuple[int, int] | None = None
 
     @property
     def size(self) -> int:
@@ -318,16 +325,27 @@ class SessionFiles:
         ``search``, every agent folder: that costs one ``stat`` per agent, and only happens
         for sessions that do not exist or that the index does not know.
         """
+        located = self._locate(session_id, hint, search=search)
+        return None if located is None else located[0]
+
+    def _locate(
+        self, session_id: str, hint: str | None = None, *, search: bool = True
+    ) -> tuple[str, os.stat_result] | None:
+        """:meth:`find`, with the stat of the snapshot found (for :meth:`_inspect`, which
+        then need not ``stat`` it again)."""
         for candidate in (self._agent_of.get(session_id), hint):
-            if candidate is not None and stat_or_none(self.snapshot_path(candidate, session_id)):
+            if candidate is None:
+                continue
+            stat = stat_or_none(self.snapshot_path(candidate, session_id))
+            if stat is not None:
                 self._agent_of.put(session_id, candidate)
-                return candidate
+                return candidate, stat
         self._agent_of.pop(session_id)
         if not search:
             return None
         found = self._search(session_id)
         if found is not None:
-            self._agent_of.put(session_id, found)
+            self._agent_of.put(session_id, found[0])
         return found
 
     def _exists(self, session_id: str, agent_id: str) -> bool:
@@ -341,10 +359,11 @@ class SessionFiles:
             return self.find(session_id, entry.agent_id if entry else None) is not None
         return self.find(session_id, agent_id, search=False) is not None
 
-    def _search(self, session_id: str) -> str | None:
+    def _search(self, session_id: str) -> tuple[str, os.stat_result] | None:
         for agent_id in self.agent_folders():
-            if stat_or_none(self.snapshot_path(agent_id, session_id)):
-                return agent_id
+            stat = stat_or_none(self.snapshot_path(agent_id, session_id))
+            if stat is not None:
+                return agent_id, stat
         return None
 
     def agent_folders(self) -> list[str]:
@@ -391,10 +410,10 @@ class SessionFiles:
 
     def revision(self, session_id: str) -> int | None:
         with self._reading(session_id):
-            agent_id = self.find(session_id)
-            if agent_id is None:
+            located = self._locate(session_id)
+            if located is None:
                 return None
-            return self._inspect(session_id, agent_id).revision
+            return self._inspect(session_id, *located).revision
 
     def try_lease(self, session_id: str) -> LeaseGrant | None:
         """Take the session's lease unless someone holds it, and read its revision."""
@@ -468,21 +487,21 @@ class SessionFiles:
     def settle_pending(self) -> None:
         """Rewrite the index rows of sessions whose writer died between changing the files
         and the index. A session being changed right now is skipped (its writer is alive)."""
-        for session_id in self.index.pending():
+        for session_id, owner in self.index.pending():
             slot = Slot.session(session_id)
             if not self.locks.acquire(slot, wait=False):
                 continue
             try:
                 with self._index_shared():
-                    if self.index.settle(session_id, self.current):
+                    if self.index.settle(session_id, owner, self.current):
                         self._indexed.pop(session_id)
             finally:
                 self.locks.release(slot)
 
     def current(self, session_id: str) -> Found | None:
         """What the files say of a session now, read from them alone (not the index)."""
-        agent_id = self._search(session_id)
-        return None if agent_id is None else self._found_at(agent_id, session_id)
+        found = self._search(session_id)
+        return None if found is None else self._found_at(found[0], session_id)
 
     def _scan_for_index(self) -> Iterator[Found]:
         for agent_id in self.agent_folders():
@@ -504,13 +523,14 @@ class SessionFiles:
             if got is None:
                 return header
             fd, stat = got
-            for line in journal_lines_backward(fd, path, stat.st_size):
-                try:
-                    entry = decode_journal_line(line)
-                except Unreadable as error:
-                    raise self._unreadable(session_id, path, error) from None
-                return entry.header if entry.revision > header.revision else header
-        return header
+            _, line, lines = journal_tail(fd, path, stat.st_size, 1)
+            if not lines:
+                return header
+            try:
+                entry = decode_journal_line(line)
+            except Unreadable as error:
+                raise self._unreadable(session_id, path, error) from None
+            return entry.header if entry.revision > header.revision else header
 
     def _repair(self, found: Found | None, session_id: str) -> None:
         with self._index_shared():
@@ -543,60 +563,66 @@ class SessionFiles:
         with self._changing(session_id):
             if self._exists(session_id, agent_id):
                 raise session_exists(session_id)
-            self.index.begin(session_id)
-            try:
-                ensure_dir(self.sessions_dir / agent_id)
-                # A delete that died after removing the snapshot may have left its journal.
-                remove(self.journal_path(agent_id, session_id))
-                stat = write_atomically(self.snapshot_path(agent_id, session_id), data)
-            except BaseException:
-                self._settle_after_failure(session_id)
-                raise
-            self._agent_of.put(session_id, agent_id)
-            self._snapshots.put(session_id, _Snapshot(identity(stat), header.revision, True))
-            self._journals.pop(session_id)
-            self._finish(Found(session_id, agent_id, header), session_id)
+            with self.index.changing(session_id):
+                try:
+                    ensure_dir(self.sessions_dir / agent_id)
+                    # A delete that died after removing the snapshot may have left its
+                    # journal.
+                    remove(self.journal_path(agent_id, session_id))
+                    stat = write_atomically(self.snapshot_path(agent_id, session_id), data)
+                except BaseException:
+                    self._settle_after_failure(session_id)
+                    raise
+                self._agent_of.put(session_id, agent_id)
+                self._snapshots.put(
+                    session_id, _Snapshot(identity(stat), header.revision, True, item_span(data))
+                )
+                self._journals.pop(session_id)
+                self._finish(Found(session_id, agent_id, header), session_id)
 
     def append(self, header: SessionHeader, items: Sequence[HistoryItem], expected: int) -> bool:
         """Journal one write guarded by ``expected``; ``True`` while a journal remains."""
         session_id = header.id
-        line = encode_journal_line(header, items)
+        header_json = encode_header(header)
+        line = encode_journal_line(header_json, header.revision, items)
         with self._changing(session_id):
-            agent_id = self.find(session_id)
-            if agent_id is None:
+            located = self._locate(session_id)
+            if located is None:
                 raise session_missing(session_id)
+            agent_id = located[0]
             check_same_agent(header, agent_id)
-            state = self._inspect(session_id, agent_id)
+            state = self._inspect(session_id, *located)
             if state.revision != expected:
                 raise stale_revision(session_id, state.revision, expected)
             path = self.journal_path(agent_id, session_id)
             kept = state.journal if not state.journal_is_stale else None
-            self.index.begin(session_id)
-            try:
-                if state.journal is not None and kept is None:
-                    remove(path)
-                elif kept is not None and state.journal_is_torn:
-                    # A torn line from an append that never returned: cut it off, or this
-                    # line would follow it and the journal would be corrupt from then on.
-                    truncate_durably(path, kept.complete)
-                size_before = kept.complete if kept else 0
-                stat = append_durably(path, line, size_before=size_before)
-            except BaseException:
-                self._settle_after_failure(session_id)
-                raise
-            self._journals.put(
-                session_id,
-                _Journal(
-                    snapshot=state.snapshot.identity,
-                    file=(stat.st_dev, stat.st_ino),
-                    complete=stat.st_size,
-                    version=_version(stat),
-                    lines=(kept.lines if kept else 0) + 1,
-                    first=kept.first if kept and kept.first is not None else header.revision,
-                    last=header.revision,
-                ),
-            )
-            self._finish(Found(session_id, agent_id, header), session_id)
+            with self.index.changing(session_id):
+                try:
+                    if state.journal is not None and kept is None:
+                        remove(path)
+                    elif kept is not None and state.journal_is_torn:
+                        # A torn line from an append that never returned: cut it off, or
+                        # this line would follow it and the journal would be corrupt from
+                        # then on.
+                        truncate_durably(path, kept.complete)
+                    size_before = kept.complete if kept else 0
+                    stat = append_durably(path, line, size_before=size_before)
+                except BaseException:
+                    self._settle_after_failure(session_id)
+                    raise
+                self._journals.put(
+                    session_id,
+                    _Journal(
+                        snapshot=state.snapshot.identity,
+                        file=(stat.st_dev, stat.st_ino),
+                        complete=stat.st_size,
+                        version=_version(stat),
+                        lines=(kept.lines if kept else 0) + 1,
+                        first=kept.first if kept and kept.first is not None else header.revision,
+                        last=header.revision,
+                    ),
+                )
+                self._finish(Found(session_id, agent_id, header, header_json), session_id)
             if not self._fold_due(stat.st_size, state.snapshot.size):
                 return True
             try:
@@ -626,19 +652,20 @@ class SessionFiles:
             # A corrupt session is the only copy of what it held: deleting it is for a
             # person to decide, by hand, not for a call that cannot even show its content.
             self._read_whole(session_id, agent_id)
-            self.index.begin(session_id)
-            try:
-                # The snapshot goes first: without it the session does not exist, whereas a
-                # journal left alone by a crash here is ignored and cleared by the next create.
-                remove(self.snapshot_path(agent_id, session_id))
-                remove(self.journal_path(agent_id, session_id))
-                # Without this a power cut could bring the deleted session back.
-                fsync_dir(self.snapshot_path(agent_id, session_id).parent)
-            except BaseException:
-                self._settle_after_failure(session_id)
-                raise
-            self._forget(session_id)
-            self._finish(None, session_id)
+            with self.index.changing(session_id):
+                try:
+                    # The snapshot goes first: without it the session does not exist,
+                    # whereas a journal left alone by a crash here is ignored and cleared by
+                    # the next create.
+                    remove(self.snapshot_path(agent_id, session_id))
+                    remove(self.journal_path(agent_id, session_id))
+                    # Without this a power cut could bring the deleted session back.
+                    fsync_dir(self.snapshot_path(agent_id, session_id).parent)
+                except BaseException:
+                    self._settle_after_failure(session_id)
+                    raise
+                self._forget(session_id)
+                self._finish(None, session_id)
             return True
 
     # -- internals ----------------------------------------------------------------------------
@@ -675,7 +702,9 @@ class SessionFiles:
                 old = self._decode_snapshot(session_id, agent_id, snapshot_path, data)
                 folded = encode_snapshot(ChatSession.from_parts(header, old.history + items))
             stat = write_atomically(snapshot_path, folded)
-            self._snapshots.put(session_id, _Snapshot(identity(stat), header.revision, True))
+            self._snapshots.put(
+                session_id, _Snapshot(identity(stat), header.revision, True, item_span(folded))
+            )
         # No directory sync needed: if this removal is lost, the journal comes back holding
         # only revisions the (durable) snapshot has, and replay skips them.
         remove(journal_path)
@@ -751,7 +780,7 @@ class SessionFiles:
                 validated = True
         snapshot = self._snapshots.get(session_id)
         if snapshot is None or snapshot.identity != identity(stat) or not snapshot.validated:
-            snapshot = _Snapshot(identity(stat), header.revision, validated)
+            snapshot = _Snapshot(identity(stat), header.revision, validated, _span_of(head))
             self._snapshots.put(session_id, snapshot)
         return snapshot, header
 
@@ -773,7 +802,7 @@ class SessionFiles:
             raise session_missing(session_id)
         data, stat = got
         session = self._decode_snapshot(session_id, agent_id, path, data)
-        snapshot = _Snapshot(identity(stat), session.revision, True)
+        snapshot = _Snapshot(identity(stat), session.revision, True, item_span(data))
         self._snapshots.put(session_id, snapshot)
         applied = self._journal_entries(session_id, agent_id, snapshot)
         if not applied:
@@ -784,6 +813,10 @@ class SessionFiles:
     def _read_tail(self, session_id: str, agent_id: str, last: int) -> ChatSession:
         """The header and last ``last`` items, from the ends of the files.
 
+        Reads the journal's last lines (one parse), and the snapshot's last lines only if
+        the journal holds too few items; the snapshot's head only when this process has not
+        read this version of it yet, or when its header is the session's (no journal).
+
         Raises:
             _TailMiss: The files cannot be read this way (layout, a damaged line, a gap): the
                 caller reads the whole session, which reports damage exactly.
@@ -793,58 +826,80 @@ class SessionFiles:
             if got is None:
                 raise session_missing(session_id)
             fd, stat = got
-            try:
-                head = read_head(fd, path, stat.st_size)
-            except Unreadable:
-                raise _TailMiss from None
-            if head is None or head.layout != Layout.LINES:
-                raise _TailMiss
-            if head.header.id != session_id or head.header.agent_id != agent_id:
-                raise _TailMiss
-            known = self._snapshots.get(session_id)
-            if known is None or known.identity != identity(stat):
-                self._snapshots.put(
-                    session_id, _Snapshot(identity(stat), head.header.revision, False)
+            head: Head | None = None
+            snapshot = self._snapshots.get(session_id)
+            if snapshot is None or snapshot.identity != identity(stat) or snapshot.items is None:
+                head = self._tail_head(session_id, agent_id, fd, path, stat)
+                snapshot = _Snapshot(
+                    identity(stat),
+                    head.header.revision,
+                    snapshot is not None
+                    and snapshot.identity == identity(stat)
+                    and snapshot.validated,
+                    (head.items_start, head.items_end),
                 )
-            newest, entries = self._journal_tail(session_id, agent_id, head.header.revision, last)
-            header = newest or head.header
+                self._snapshots.put(session_id, snapshot)
+            assert snapshot.items is not None
+            newest, entries = self._journal_tail(session_id, agent_id, snapshot.revision, last)
+            if newest is None:
+                if head is None:
+                    head = self._tail_head(session_id, agent_id, fd, path, stat)
+                newest = head.header
             items = [item for entry in reversed(entries) for item in entry.items]
             if len(items) >= last:
-                return ChatSession.from_parts(header, items[len(items) - last :])
+                return ChatSession.from_parts(newest, items[len(items) - last :])
             try:
-                older = read_last_items(fd, path, head, last - len(items))
+                older = read_last_items(fd, path, snapshot.items, last - len(items))
             except Unreadable:
                 raise _TailMiss from None
-            return ChatSession.from_parts(header, older + items)
+            return ChatSession.from_parts(newest, older + items)
+
+    def _tail_head(
+        self, session_id: str, agent_id: str, fd: int, path: Path, stat: os.stat_result
+    ) -> Head:
+        """The head of a snapshot in the ``LINES`` layout, checked to be this session's.
+
+        Raises:
+            _TailMiss: Another layout, or a head that does not read.
+        """
+        try:
+            head = read_head(fd, path, stat.st_size)
+        except Unreadable:
+            raise _TailMiss from None
+        if head is None or head.layout != Layout.LINES:
+            raise _TailMiss
+        if head.header.id != session_id or head.header.agent_id != agent_id:
+            raise _TailMiss
+        return head
 
     def _journal_tail(
         self, session_id: str, agent_id: str, snapshot_revision: int, last: int
-    ) -> tuple[SessionHeader | None, list[JournalItems]]:
+    ) -> tuple[SessionHeader | None, list[JournalEntry | JournalItems]]:
         """The journal's entries after the snapshot, newest first, going back only until they
         hold ``last`` items, and the newest one's header (``None`` if there are none)."""
         path = self.journal_path(agent_id, session_id)
-        newest: SessionHeader | None = None
-        entries: list[JournalItems] = []
+        entries: list[JournalEntry | JournalItems] = []
         with opened(path) as got:
             if got is None:
-                return newest, entries
+                return None, entries
             fd, stat = got
-            lines = journal_lines_backward(fd, path, stat.st_size)
+            # Lines are parsed a batch at a time, as many as the items still wanted need at
+            # four items a line (a tool-using turn), then at the rate seen so far: one parse
+            # for a typical tail read, the newest line whole (its header is the session's),
+            # the others for their items.
+            offset, data, lines = journal_tail(fd, path, stat.st_size, _lines_for(last, 4.0))
+            if not lines:
+                return None, entries
+            split = data.rfind(b"\n")
+            try:
+                older, newest = decode_journal_tail(data[: max(split, 0)], data[split + 1 :])
+            except Unreadable:
+                raise _TailMiss from None
+            batch: list[JournalEntry | JournalItems] = [newest, *reversed(older)]
             count = 0
+            read = lines
             while True:
-                # Lines are parsed a few at a time, as many as a turn's worth of items each
-                # would need: one parse for a typical tail read.
-                wanted = min(64, max(0, last - count) // 4 + 2)
-                batch = list(itertools.islice(lines, wanted))
-                if not batch:
-                    break
-                try:
-                    if newest is None and not entries:
-                        newest = decode_journal_line(batch[0]).header
-                    decoded = decode_journal_items_batch(batch)
-                except Unreadable:
-                    raise _TailMiss from None
-                for entry in decoded:
+                for entry in batch:
                     if (
                         entry.header.id != session_id
                         or entry.header.agent_id != agent_id
@@ -854,14 +909,24 @@ class SessionFiles:
                         raise _TailMiss
                     if entry.revision <= snapshot_revision:
                         # Older lines the snapshot holds already.
-                        return (newest if entries else None), entries
+                        return (newest.header if entries else None), entries
                     entries.append(entry)
                     count += len(entry.items)
                     if count >= last:
-                        return newest, entries
+                        return newest.header, entries
+                if offset <= 0:
+                    break
+                # The separator before the lines read last ends the ones before them.
+                wanted = _lines_for(last - count, count / read)
+                offset, data, lines = last_lines(fd, path, 0, offset - 1, wanted)
+                read += lines
+                try:
+                    batch = list(reversed(decode_journal_items_block(data)))
+                except Unreadable:
+                    raise _TailMiss from None
         if entries and entries[-1].revision != snapshot_revision + 1:
             raise _TailMiss  # revisions missing between the snapshot and the journal
-        return (newest if entries else None), entries
+        return (newest.header if entries else None), entries
 
     def _journal_entries(
         self, session_id: str, agent_id: str, snapshot: _Snapshot
@@ -877,9 +942,13 @@ class SessionFiles:
         self._journals.put(session_id, journal)
         return [entry for entry in entries if entry.revision > snapshot.revision]
 
-    def _inspect(self, session_id: str, agent_id: str) -> _State:
-        """The session's revision state, reading only what the memos cannot vouch for."""
-        stat = stat_or_none(self.snapshot_path(agent_id, session_id))
+    def _inspect(
+        self, session_id: str, agent_id: str, stat: os.stat_result | None = None
+    ) -> _State:
+        """The session's revision state, reading only what the memos cannot vouch for;
+        ``stat``: the snapshot's, if the caller just took it."""
+        if stat is None:
+            stat = stat_or_none(self.snapshot_path(agent_id, session_id))
         if stat is None:
             raise session_missing(session_id)
         snapshot = self._snapshots.get(session_id)
@@ -967,6 +1036,20 @@ class SessionFiles:
             last=last,
         )
         return journal, entries
+
+
+def _lines_for(items: int, per_line: float) -> int:
+    """How many journal lines to read at once for ``items`` more items at ``per_line`` items
+    a line: at least one, at most 64."""
+    if per_line <= 0:
+        return 64
+    return max(1, min(64, math.ceil(items / per_line)))
+
+
+def _span_of(head: Head | None) -> tuple[int, int] | None:
+    if head is None or head.layout != Layout.LINES:
+        return None
+    return (head.items_start, head.items_end)
 
 
 def _version(stat: os.stat_result) -> tuple[int, int, int]:

@@ -12,7 +12,14 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from ..models import AgentSpec, ChatSession, CorruptDataError, HistoryItem, SessionHeader
+from ..models import (
+    HISTORY_ADAPTER,
+    AgentSpec,
+    ChatSession,
+    CorruptDataError,
+    HistoryItem,
+    SessionHeader,
+)
 from ..models._history import HISTORY_ITEM_ADAPTER
 from ..models._session import CONTEXT_FIELDS, HEADER_FIELDS
 from ._protocol import CorruptRecord
@@ -73,11 +80,21 @@ class RowReader:
         header = self.header(row)
         if isinstance(header, CorruptRecord):
             return header
-        history: list[HistoryItem] = []
-        # The validator itself: on a tail read of 50 items the adapter's wrapper is a tenth
-        # of the time.
+        rows = items if isinstance(items, list) else list(items)
+        # All of them in one parse, as one JSON array: a quarter cheaper than one parse an
+        # item. (The validators themselves: the adapters' wrappers cost a tenth more.)
+        try:
+            history: list[HistoryItem] = HISTORY_ADAPTER.validator.validate_json(
+                "[" + ",".join(text for _, text in rows) + "]"
+            )
+        except ValidationError:
+            history = []
+        if len(history) == len(rows):
+            return ChatSession.from_parts(header, history)
+        # Some row is not one valid item: find the first, to name it.
         validate = HISTORY_ITEM_ADAPTER.validator.validate_json
-        for seq, text in items:
+        history = []
+        for seq, text in rows:
             try:
                 history.append(validate(text))
             except ValidationError:
