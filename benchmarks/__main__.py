@@ -28,7 +28,14 @@ from ._bench import FULL, QUICK, STORE_KINDS, Bench, StoreKind
 from ._report import Section, markdown, misses, text_table
 from ._services import REPO, running_servers
 
-SCENARIOS = ("per_turn", "concurrent_turns", "many_sessions", "overhead", "file_store_turns")
+SCENARIOS = (
+    "per_turn",
+    "concurrent_turns",
+    "many_sessions",
+    "overhead",
+    "service",
+    "file_store_turns",
+)
 """Every scenario module, in the order a full run takes them."""
 USES_STORE_KINDS = {"per_turn", "concurrent_turns", "many_sessions"}
 """Scenarios run on each chosen store kind (the others use one store of their own)."""

@@ -54,6 +54,8 @@ class Sizes:
     overhead_lengths: tuple[int, ...] = (10, 1000, 5000)
     overhead_samples: int = 30
     rewrite_points: tuple[int, int] = (10, 2000)
+    service_clients: int = 200
+    service_turns: int = 5
 
 
 FULL = Sizes()
@@ -68,6 +70,8 @@ QUICK = Sizes(
     overhead_lengths=(10, 100, 200),
     overhead_samples=3,
     rewrite_points=(3, 30),
+    service_clients=4,
+    service_turns=2,
 )
 
 

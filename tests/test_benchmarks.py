@@ -98,6 +98,7 @@ def test_a_run_names_every_scenario_in_order(quick: QuickRun) -> None:
         "3. 4 sessions x 3 turns at once",
         "4. A fresh process on 60 sessions of 20 items",
         "5. send_message overhead over a bare Runner.run",
+        "6. HTTP service: 4 streaming clients x 2 turns",
         "FileStore against rewriting the whole file (the TypeScript original)",
     ]
 
@@ -175,6 +176,20 @@ def test_overhead_is_measured_at_every_history_length(quick: QuickRun) -> None:
     ]
     assert all(rows[f"turn at {n} items"]["sdk"] > 0 for n in (10, 100, 200))
     assert rows["overhead growth, 10 -> 200 items"]["target"] == {"kind": "at_most", "limit": 1.0}
+
+
+def test_the_service_is_measured_against_direct_send_message(quick: QuickRun) -> None:
+    [section] = [s for s in quick.results["sections"] if s["title"].startswith("6.")]
+    assert section["versus"] == "direct"
+    rows = quick.rows("6.")
+    assert list(rows) == ["throughput", "p99 turn", "median turn", "failed turns"]
+    for name in ("throughput", "p99 turn", "median turn"):
+        assert rows[name]["ours"] > 0
+        assert rows[name]["sdk"] > 0
+        assert rows[name]["ratio"] == pytest.approx(rows[name]["ours"] / rows[name]["sdk"])
+    assert rows["throughput"]["unit"] == "turns/s"
+    assert (rows["failed turns"]["ours"], rows["failed turns"]["sdk"]) == (0, 0)
+    assert rows["failed turns"]["verdict"] == "PASS"
 
 
 def test_the_file_store_is_still_compared_with_rewriting_the_whole_file(quick: QuickRun) -> None:

@@ -151,6 +151,7 @@ def test_a_line_is_a_command_a_message_or_nothing(line: str, parsed: Command | S
 def test_commands_are_the_documented_ones() -> None:
     assert command_names() == [
         "new", "list", "switch", "rename", "pause", "resume", "complete", "delete",
+        "checkpoint", "checkpoints", "restore", "fork",
         "history", "stats", "agents", "check", "help", "quit",
     ]  # fmt: skip
 
@@ -535,8 +536,10 @@ async def test_help_lists_every_command(chat: Chat) -> None:
     assert lines[0] == "commands:"
     listed = [line.split()[0] for line in lines[1 : 1 + len(command_names())]]
     assert listed == [f"/{name}" for name in command_names()]
-    assert lines[-4:] == [
+    assert lines[-6:] == [
         "/list shows a page at a time, most recent first; its numbers stay until you quit.",
+        "/checkpoint saves the session as it is; /restore rewinds to one (and saves the state",
+        "before, so a restore can be undone); /fork starts a new session from one.",
         "Damaged sessions are not looked for at start: /check reads every session, showing",
         "how far it got (Ctrl-C stops it), and lists those that cannot be read.",
         "Ctrl-C cancels a reply (nothing of it is saved) or clears the line; Ctrl-D quits.",
@@ -658,6 +661,95 @@ def test_progress_off_a_terminal_writes_a_line_every_n_items() -> None:
         "checking sessions: 2 of 5 (40%)",
         "checking sessions: 4 of 5 (80%)",
     ]
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+async def test_checkpoint_saves_one_and_says_how_to_go_back(chat: Chat) -> None:
+    await typed(chat, "Hello")
+    assert await typed(chat, "/checkpoint before the quiz") == [
+        "saved checkpoint 1: before the quiz (2 messages); /restore 1 goes back to it"
+    ]
+    assert await typed(chat, "/checkpoint") == [
+        "saved checkpoint 2: (no label) (2 messages); /restore 2 goes back to it"
+    ]
+    saved = (await chat.manager.list_checkpoints(chat.session_id)).unwrap()
+    assert [c.label for c in saved] == [None, "before the quiz"]
+
+
+async def test_checkpoint_with_a_label_too_long_prints_the_error_code(chat: Chat) -> None:
+    lines = await typed(chat, "/checkpoint " + "x" * 201)
+    assert len(lines) == 1 and lines[0].startswith("error: VALIDATION_ERROR: label is 201 ")
+
+
+async def test_checkpoints_lists_newest_first_numbered_oldest_first(chat: Chat) -> None:
+    assert await typed(chat, "/checkpoints") == ["(no checkpoints: /checkpoint saves one)"]
+    await typed(chat, "/checkpoint empty")
+    await typed(chat, "Hello")
+    await typed(chat, "/checkpoint greeted")
+    ids = [c.id[:8] for c in (await chat.manager.list_checkpoints(chat.session_id)).unwrap()]
+    assert await typed(chat, "/checkpoints") == [
+        f"  2. greeted  (2 messages)  {ids[0]}",
+        f"  1. empty  (0 messages)  {ids[1]}",
+    ]
+
+
+async def test_restore_rewinds_and_names_the_checkpoint_that_undoes_it(chat: Chat) -> None:
+    await typed(chat, "Hello")
+    await typed(chat, "/checkpoint greeted")
+    await typed(chat, "More")
+    assert await typed(chat, "/restore 1") == [
+        "restored session 1: Chat 1 (active, 2 messages) to checkpoint 1; /restore 2 undoes it"
+    ]
+    assert await typed(chat, "/history") == [
+        "you: Hello",
+        "Assistant: [offline] You said: Hello (turn 1)",
+    ]
+    undo = (await chat.manager.get_latest_checkpoint(chat.session_id)).unwrap()
+    assert (await typed(chat, "/checkpoints"))[0] == (
+        f"  2. before restore  (4 messages, saved by a restore, to undo it)  {undo.id[:8]}"
+    )
+    assert await typed(chat, f"/restore {undo.id[:6].upper()}") == [
+        "restored session 1: Chat 1 (active, 4 messages) to checkpoint 2; /restore 3 undoes it"
+    ]
+    assert len((await chat.current()).unwrap().history) == 4
+
+
+async def test_restore_needs_a_checkpoint_it_can_find(chat: Chat) -> None:
+    await typed(chat, "/checkpoint")
+    assert await typed(chat, "/restore") == ["usage: /restore <n|id>"]
+    assert await typed(chat, "/restore 5") == ["no checkpoint 5: /checkpoints shows the numbers"]
+    assert await typed(chat, "/restore ab") == [
+        "type a /checkpoints number or at least 4 characters of an id"
+    ]
+    assert await typed(chat, "/restore zzzz") == [
+        "no checkpoint of this session has an id starting with 'zzzz'"
+    ]
+
+
+async def test_fork_from_now_switches_to_the_new_session(chat: Chat) -> None:
+    source = chat.session_id
+    await typed(chat, "Hello")
+    assert await typed(chat, "/fork") == [
+        "forked session 1 into session 2: Chat 1 (fork) (active, 2 messages)"
+    ]
+    assert chat.session_id != source
+    await typed(chat, "Only here")
+    assert len((await chat.current()).unwrap().history) == 4
+    assert len((await chat.manager.get_session(source)).unwrap().history) == 2
+
+
+async def test_fork_from_a_checkpoint_with_a_name(chat: Chat) -> None:
+    await typed(chat, "/checkpoint start")
+    await typed(chat, "Hello")
+    assert await typed(chat, "/fork 1 Try again") == [
+        "forked session 1 at checkpoint 1 into session 2: Try again (active, 0 messages)"
+    ]
+    assert await typed(chat, "/fork Just a name") == [
+        "forked session 2 into session 3: Just a name (active, 0 messages)"
+    ]
+    assert await typed(chat, "/fork 9") == ["no checkpoint 9: /checkpoints shows the numbers"]
 
 
 # -- messages --------------------------------------------------------------------------------

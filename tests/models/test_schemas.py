@@ -48,3 +48,38 @@ def test_the_schema_rejects_what_the_model_rejects() -> None:
         "'' should be non-empty",
         "'archived' is not one of ['active', 'paused', 'completed']",
     ]
+
+
+def test_a_checkpoint_and_its_header_validate_against_their_schemas() -> None:
+    from chatruntime.models import Checkpoint
+    from support.factories import T0, header, turn_items
+
+    snapshot = header(user_id="u1", expires_at=T0 + 60_000, state={"agent": {"turns": 2}})
+    checkpoint = Checkpoint(
+        id="5f6a7b8c-9d0e-4f1a-9b2c-4d5e6f7a8b9c",
+        session_id=snapshot.id,
+        label="before the quiz",
+        created_at=T0,
+        kind="restore",
+        data={"turn": 1},
+        header=snapshot,
+        item_count=6,
+        shared_count=2,
+        items=turn_items(1),
+    )
+    for name, record in (
+        ("checkpoint.schema.json", checkpoint.to_wire()),
+        ("session-header.schema.json", snapshot.to_wire()),
+    ):
+        schema = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
+        jsonschema.validate(record, schema)
+
+
+def test_the_checkpoint_schema_rejects_an_unknown_kind_and_a_turn_key_without_key() -> None:
+    checkpoint = json.loads((SCHEMAS / "checkpoint.schema.json").read_text(encoding="utf-8"))
+    kind = checkpoint["properties"]["kind"]
+    assert sorted(kind["enum"]) == ["manual", "restore"]
+    turn_key = json.loads((SCHEMAS / "turn-key.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(turn_key)
+    assert not validator.is_valid({})
+    assert turn_key["properties"]["key"]["minLength"] == 1

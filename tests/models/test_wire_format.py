@@ -47,6 +47,7 @@ def test_header_dumps_camel_case_keys_and_leaves_out_none() -> None:
         "schemaVersion",
         "state",
         "status",
+        "turnKeys",
         "updatedAt",
     ]
     assert sorted(wire["context"]) == [

@@ -22,7 +22,7 @@ from chatruntime import (
     TextDelta,
 )
 from chatruntime.models import ChatSession, HistoryItem, SessionHeader
-from chatruntime.stores import Lease
+from chatruntime.stores import CreateLimits, Lease
 from support.turns import slow_step
 
 pytestmark = pytest.mark.anyio
@@ -44,13 +44,20 @@ class SlowStore(MemoryStore):
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         delay, self.write_delay = self.write_delay, 0.0
         if delay:
             self.writing.set()
             await anyio.sleep(delay)
         await super().write_session(
-            header, new_items, expected_revision=expected_revision, lease=lease
+            header,
+            new_items,
+            expected_revision=expected_revision,
+            lease=lease,
+            keep=keep,
+            limits=limits,
         )
 
     async def get_session(self, session_id: str, *, last: int | None = None) -> ChatSession | None:

@@ -23,7 +23,7 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 
 from chatruntime import AgentManager, ErrorCode, MemoryStore, OfflineModelProvider, SessionManager
 from chatruntime.models import HistoryItem, SessionHeader
-from chatruntime.stores import Lease
+from chatruntime.stores import CreateLimits, Lease
 from support.turns import (
     STORE_KINDS,
     TurnHarness,
@@ -243,12 +243,19 @@ class SlowWriteStore(MemoryStore):
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         if expected_revision is not None:
             self.writing.set()
             await anyio.sleep(0.2)
         await super().write_session(
-            header, new_items, expected_revision=expected_revision, lease=lease
+            header,
+            new_items,
+            expected_revision=expected_revision,
+            lease=lease,
+            keep=keep,
+            limits=limits,
         )
 
 

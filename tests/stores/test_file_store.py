@@ -160,6 +160,7 @@ async def test_create_writes_the_header_indented_and_one_history_item_per_line(
         "userId": "user-1",
         "metadata": {"topic": "weather"},
         "state": {},
+        "turnKeys": [],
         "history": [
             {
                 "id": items[0].id,
@@ -228,6 +229,7 @@ async def test_an_update_appends_one_journal_line_and_leaves_the_snapshot_alone(
                 "userId": "user-1",
                 "metadata": {},
                 "state": {},
+                "turnKeys": [],
             },
             "items": wire_items(second),
         }
@@ -1051,7 +1053,7 @@ async def test_a_failed_fold_keeps_the_write_and_the_journal(
     await store.write_session(h, first, expected_revision=None)
     snapshot = snapshot_path(root).read_bytes()
 
-    def no_space(path: Path, data: bytes) -> Any:
+    def no_space(path: Path, data: bytes, **options: Any) -> Any:
         raise _file_io.storage_error("write", path, OSError(28, os.strerror(28)))
 
     monkeypatch.setattr(_file_sessions, "write_atomically", no_space)

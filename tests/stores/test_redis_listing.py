@@ -162,12 +162,12 @@ async def test_listing_drops_index_entries_whose_session_is_gone(
     kept = at(T0, user_id="erin")
     await create(store, kept)
     ghost = new_id()
-    await raw.zadd(key(prefix, "user_sessions", "erin"), {ghost: T0 + 1})
+    await raw.zadd(f"{prefix}user_id:erin:sessions", {ghost: T0 + 1})
 
     page = await store.list_sessions(user_id="erin")
 
     assert [s.id for s in page.sessions] == [kept.id]
-    assert await raw.zrange(key(prefix, "user_sessions", "erin"), 0, -1) == [kept.id]
+    assert await raw.zrange(f"{prefix}user_id:erin:sessions", 0, -1) == [kept.id]
 
 
 async def test_listing_skips_an_unreadable_header_and_logs_it(

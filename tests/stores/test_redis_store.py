@@ -2,7 +2,10 @@
 
 Runs against the session's throwaway Redis server; each test gets its own key prefix.
 Listing, tail reads and connection pools are specified in ``test_redis_listing.py``,
-``test_redis_pool.py``; the layout upgrade in ``test_redis_upgrade.py``.
+``test_redis_pool.py``; layout upgrades in ``test_redis_upgrade.py`` (1) and
+``test_redis_layout.py`` (2); counts and expiry in ``test_redis_expiry.py``; keep, limits and
+the header in ``test_redis_writes.py``; checkpoints in ``test_redis_checkpoints.py``; a Redis
+that stops answering during a write in ``test_redis_stall.py``.
 """
 
 from __future__ import annotations
@@ -78,6 +81,21 @@ def key(prefix: str, *parts: str) -> str:
     return prefix + ":".join(("chatruntime", *parts))
 
 
+def user_key(prefix: str, user_id: str, *parts: str) -> str:
+    """A key of the user's data, in the seed's pattern ``user_id:{user_id}:...``."""
+    return prefix + ":".join(("user_id", user_id, *parts))
+
+
+def session_keys(prefix: str, h: SessionHeader) -> list[str]:
+    """Where the session's header hash and history list are, by its user."""
+    if h.user_id is None:
+        return [key(prefix, "session", h.id), key(prefix, "history", h.id)]
+    return [
+        user_key(prefix, h.user_id, "session", h.id, "header"),
+        user_key(prefix, h.user_id, "session", h.id, "history"),
+    ]
+
+
 def wire(model: Any) -> dict[str, Any]:
     return dict(model.to_wire())
 
@@ -128,8 +146,10 @@ async def test_created_session_is_a_header_hash_a_history_list_and_index_entries
     h = header(user_id="user-1")
     items = turn_items(1)
     await store.write_session(h, items, expected_revision=None)
+    header_key = f"{prefix}user_id:user-1:session:{h.id}:header"
+    history_key = f"{prefix}user_id:user-1:session:{h.id}:history"
 
-    stored = await raw.hgetall(key(prefix, "session", h.id))
+    stored = await raw.hgetall(header_key)
     assert set(stored) == {"revision", "header", "agentId", "userId", "status"}
     assert (stored["revision"], stored["agentId"], stored["userId"], stored["status"]) == (
         "0",
@@ -138,21 +158,38 @@ async def test_created_session_is_a_header_hash_a_history_list_and_index_entries
         "active",
     )
     assert json.loads(stored["header"]) == wire(h)
-    history = await raw.lrange(key(prefix, "history", h.id), 0, -1)
+    history = await raw.lrange(history_key, 0, -1)
     assert [json.loads(element) for element in history] == [wire(item) for item in items]
+    assert await raw.get(key(prefix, "owner", h.id)) == "user-1"
     indexes = [
         key(prefix, "sessions"),
         key(prefix, "agent_sessions", h.agent_id),
-        key(prefix, "user_sessions", "user-1"),
+        f"{prefix}user_id:user-1:sessions",
         key(prefix, "status_sessions", "active"),
     ]
     for index in indexes:
         assert await raw.zrange(index, 0, -1, withscores=True) == [(h.id, T0)]
     assert await keys_under(raw, prefix) == {
         key(prefix, "schema"),
+        header_key,
+        history_key,
+        key(prefix, "owner", h.id),
+        *indexes,
+    }
+
+
+async def test_a_session_without_user_is_keyed_by_its_id_alone(
+    store: RedisStore, raw: Redis, prefix: str
+) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    assert await keys_under(raw, prefix) == {
+        key(prefix, "schema"),
         key(prefix, "session", h.id),
         key(prefix, "history", h.id),
-        *indexes,
+        key(prefix, "sessions"),
+        key(prefix, "agent_sessions", h.agent_id),
+        key(prefix, "status_sessions", "active"),
     }
 
 
@@ -236,31 +273,43 @@ async def test_agents_are_json_strings_indexed_by_creation_time(
 async def test_changing_user_and_status_moves_the_session_between_indexes(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
-    h = header(user_id="alice")
-    await store.write_session(h, [], expected_revision=None)
+    h = header(user_id="alice", expires_at=now_ms() + 3_600_000)
+    items = turn_items(1)
+    await store.write_session(h, items, expected_revision=None)
     moved = bumped(h, user_id="bob", status="paused", context=SessionContext(last_activity=T0 + 7))
     await store.write_session(moved, [], expected_revision=0)
 
-    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.exists(user_key(prefix, "alice", "sessions")) == 0
+    assert await raw.exists(user_key(prefix, "alice", "expiring")) == 0
     assert await raw.exists(key(prefix, "status_sessions", "active")) == 0
     for index in (
         key(prefix, "agent_sessions", h.agent_id),
-        key(prefix, "user_sessions", "bob"),
+        user_key(prefix, "bob", "sessions"),
         key(prefix, "status_sessions", "paused"),
         key(prefix, "sessions"),
     ):
         assert await raw.zrange(index, 0, -1, withscores=True) == [(h.id, T0 + 7)]
-    assert await raw.hget(key(prefix, "session", h.id), "status") == "paused"
+    assert await raw.zrange(user_key(prefix, "bob", "expiring"), 0, -1) == [h.id]
+    # Its data moved under bob, expiry and all.
+    alices, bobs = session_keys(prefix, h), session_keys(prefix, moved)
+    assert await raw.exists(*alices) == 0
+    assert await raw.hget(bobs[0], "status") == "paused"
+    assert await raw.llen(bobs[1]) == 4
+    assert await raw.get(key(prefix, "owner", h.id)) == "bob"
+    assert await raw.pexpiretime(bobs[0]) == h.expires_at
+    assert await store.get_session(h.id) == ChatSession.from_parts(moved, items)
 
 
 async def test_removing_the_user_drops_the_session_from_the_user_index(
     store: RedisStore, raw: Redis, prefix: str
 ) -> None:
     h = header(user_id="alice")
-    await store.write_session(h, [], expected_revision=None)
+    await store.write_session(h, turn_items(1), expected_revision=None)
     await store.write_session(bumped(h, user_id=None), [], expected_revision=0)
-    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.exists(user_key(prefix, "alice", "sessions")) == 0
     assert await raw.hget(key(prefix, "session", h.id), "userId") == ""
+    assert await raw.llen(key(prefix, "history", h.id)) == 4
+    assert await raw.exists(key(prefix, "owner", h.id)) == 0
     assert await raw.zrange(key(prefix, "agent_sessions", h.agent_id), 0, -1) == [h.id]
 
 
@@ -324,16 +373,22 @@ async def test_delete_removes_header_history_and_every_index_entry(
 
     assert await store.delete_session(gone.id) is True
 
-    assert await raw.exists(key(prefix, "session", gone.id)) == 0
-    assert await raw.exists(key(prefix, "history", gone.id)) == 0
+    assert await raw.exists(*session_keys(prefix, gone), key(prefix, "owner", gone.id)) == 0
     for index in (
         key(prefix, "sessions"),
         key(prefix, "agent_sessions", kept.agent_id),
-        key(prefix, "user_sessions", "alice"),
+        user_key(prefix, "alice", "sessions"),
         key(prefix, "status_sessions", "active"),
     ):
         assert await raw.zrange(index, 0, -1) == [kept.id]
-    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
+    assert (
+        await raw.exists(
+            key(prefix, "expiring"),
+            key(prefix, "expiring_indexes"),
+            user_key(prefix, "alice", "expiring"),
+        )
+        == 0
+    )
 
 
 async def test_repeating_a_stored_write_succeeds_without_writing_twice(
@@ -437,10 +492,10 @@ async def test_expires_at_becomes_the_keys_expiry_and_is_tracked_for_the_indexes
     expires_at = now_ms() + 3_600_000
     h = header(expires_at=expires_at, user_id="alice")
     await store.write_session(h, turn_items(1), expected_revision=None)
-    session_key, history_key = key(prefix, "session", h.id), key(prefix, "history", h.id)
-    assert await raw.pexpiretime(session_key) == expires_at
-    assert await raw.pexpiretime(history_key) == expires_at
-    assert await raw.zrange(key(prefix, "expiring"), 0, -1, withscores=True) == [(h.id, expires_at)]
+    for name in (*session_keys(prefix, h), key(prefix, "owner", h.id)):
+        assert await raw.pexpiretime(name) == expires_at
+    for expiring in (key(prefix, "expiring"), user_key(prefix, "alice", "expiring")):
+        assert await raw.zrange(expiring, 0, -1, withscores=True) == [(h.id, expires_at)]
     owners = await raw.hget(key(prefix, "expiring_indexes"), h.id)
     assert json.loads(owners) == [h.agent_id, "alice", "active"]
 
@@ -459,9 +514,11 @@ async def test_clearing_expires_at_persists_the_keys_and_stops_tracking_them(
 async def expire(raw: Redis, prefix: str, *headers: SessionHeader) -> None:
     """Make Redis expire these sessions now, as it would at their ``expires_at``."""
     for h in headers:
-        for name in (key(prefix, "session", h.id), key(prefix, "history", h.id)):
+        for name in (*session_keys(prefix, h), key(prefix, "owner", h.id)):
             await raw.pexpire(name, 1)
         await raw.zadd(key(prefix, "expiring"), {h.id: now_ms() - 1})
+        if h.user_id is not None:
+            await raw.zadd(user_key(prefix, h.user_id, "expiring"), {h.id: now_ms() - 1})
     await anyio.sleep(0.01)
 
 
@@ -479,11 +536,18 @@ async def test_an_expired_session_leaves_every_index_at_the_next_listing(
     for index in (
         key(prefix, "sessions"),
         key(prefix, "agent_sessions", kept.agent_id),
-        key(prefix, "user_sessions", "alice"),
+        user_key(prefix, "alice", "sessions"),
         key(prefix, "status_sessions", "active"),
     ):
         assert await raw.zrange(index, 0, -1) == [kept.id]
-    assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
+    assert (
+        await raw.exists(
+            key(prefix, "expiring"),
+            key(prefix, "expiring_indexes"),
+            user_key(prefix, "alice", "expiring"),
+        )
+        == 0
+    )
 
 
 async def test_expired_sessions_beyond_one_sweep_are_neither_listed_nor_counted(
@@ -519,9 +583,9 @@ async def test_a_session_created_again_after_expiring_keeps_no_index_entry_of_be
 
     await store.write_session(again, [], expected_revision=None)
 
-    assert await raw.exists(key(prefix, "user_sessions", "alice")) == 0
+    assert await raw.exists(user_key(prefix, "alice", "sessions")) == 0
     assert await raw.exists(key(prefix, "status_sessions", "paused")) == 0
-    assert await raw.zrange(key(prefix, "user_sessions", "bob"), 0, -1) == [before.id]
+    assert await raw.zrange(user_key(prefix, "bob", "sessions"), 0, -1) == [before.id]
     assert await raw.exists(key(prefix, "expiring"), key(prefix, "expiring_indexes")) == 0
     assert await store.get_session(before.id) == ChatSession.from_parts(again, [])
 
@@ -817,23 +881,23 @@ async def test_initialize_records_the_layout_version_once(
     fresh = RedisStore(redis_url, key_prefix=prefix)
     await fresh.initialize()
     await fresh.initialize()
-    assert await raw.get(key(prefix, "schema")) == "2"
+    assert await raw.get(key(prefix, "schema")) == "3"
     await fresh.close()
 
 
 async def test_data_from_a_newer_version_is_refused(
     redis_url: str, raw: Redis, prefix: str
 ) -> None:
-    await raw.set(key(prefix, "schema"), "3")
+    await raw.set(key(prefix, "schema"), "4")
     newer = RedisStore(redis_url, key_prefix=prefix)
     with pytest.raises(StoreVersionError, match="newer chatruntime") as caught:
         await newer.initialize()
     assert caught.value.details == {
         "location": key(prefix, "schema"),
-        "found": 3,
-        "supported": 2,
+        "found": 4,
+        "supported": 3,
     }
-    assert await raw.get(key(prefix, "schema")) == "3"
+    assert await raw.get(key(prefix, "schema")) == "4"
     await newer.close()
 
 

@@ -1,4 +1,4 @@
-"""Data written in the key layout of the previous chatruntime (layout 1) opens and is upgraded.
+"""Data written in key layout 1 opens and is upgraded (through layout 2, to the current 3).
 
 Layout 1 is written here by hand, key by key, as that version wrote it: a session hash of
 ``revision``, ``header``, ``agentId`` and ``userId``; the history list; indexes of all
@@ -98,8 +98,10 @@ async def test_a_layout_1_store_opens_upgraded_with_status_indexes(
 
     store = await opened(redis_url, prefix)
 
-    assert await raw.get(key(prefix, "schema")) == "2"
-    assert await raw.hget(key(prefix, "session", active.id), "status") == "active"
+    assert await raw.get(key(prefix, "schema")) == "3"
+    # Upgraded through layout 2 to 3: alice's session now lives under her user id.
+    active_key = f"{prefix}user_id:alice:session:{active.id}:header"
+    assert await raw.hget(active_key, "status") == "active"
     assert await raw.zrange(key(prefix, "status_sessions", "paused"), 0, -1, withscores=True) == [
         (paused.id, T0 + 1)
     ]
@@ -204,6 +206,6 @@ async def test_opening_an_upgraded_store_again_changes_nothing(
     names = sorted([name async for name in raw.scan_iter(match=f"{prefix}*")])
     again = await opened(redis_url, prefix)
     assert sorted([name async for name in raw.scan_iter(match=f"{prefix}*")]) == names
-    assert await raw.get(key(prefix, "schema")) == "2"
+    assert await raw.get(key(prefix, "schema")) == "3"
     assert [s.id for s in (await again.list_sessions(status="paused")).sessions] == [h.id]
     await again.close()

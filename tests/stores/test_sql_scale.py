@@ -502,12 +502,11 @@ def test_a_pool_setting_argument_out_of_range_is_a_value_error_at_once(
         SqlStore("postgresql+asyncpg://app@db/chat", **arguments)
 
 
-async def test_a_postgresql_only_pool_setting_argument_on_sqlite_is_a_value_error(
+def test_a_postgresql_only_pool_setting_argument_on_sqlite_is_a_value_error(
     tmp_path: Path,
 ) -> None:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}", pool_timeout=5)
     with pytest.raises(ValueError, match=r"^pool_timeout applies to PostgreSQL only: "):
-        await store.initialize()
+        SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}", pool_timeout=5)
 
 
 @pytest.mark.parametrize(
@@ -531,12 +530,11 @@ async def test_a_postgresql_only_pool_setting_argument_on_sqlite_is_a_value_erro
         ),
     ],
 )
-async def test_a_pool_setting_out_of_range_in_the_url_is_refused_at_initialize(
+def test_a_pool_setting_out_of_range_in_the_url_is_refused_at_construction(
     url: str, field_name: str, message: str
 ) -> None:
-    store = SqlStore(url)
     with pytest.raises(InvalidInputError) as caught:
-        await store.initialize()
+        SqlStore(url)
     assert caught.value.message == message
     assert caught.value.details == {"field": field_name}
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from chatruntime.models import (
     BusyError,
     ChatSession,
+    Checkpoint,
     ConflictError,
     CorruptDataError,
     HistoryItem,
@@ -36,9 +38,18 @@ from chatruntime.models import (
     SessionHeader,
     StorageError,
     StoreVersionError,
+    TurnKey,
     new_id,
 )
-from chatruntime.stores import CorruptRecord, SqlStore, _sql, _sql_schema, load_all
+from chatruntime.stores import (
+    CorruptRecord,
+    CreateLimits,
+    SqlStore,
+    _sql,
+    _sql_postgres,
+    _sql_schema,
+    load_all,
+)
 from support.factories import T0, agent_spec, bumped, header, turn_items
 from support.services import wrong_password_url
 from support.stores import postgres_schema, postgres_search_path
@@ -103,6 +114,23 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+TURN_KEY = {"key": "req-1 ✓", "itemId": "item-1", "itemCount": 4, "createdAt": T0}
+"""A turn key in its wire form, as the ``turn_keys`` column stores it."""
+
+
+def checkpoint_of(h: SessionHeader, **overrides: Any) -> Checkpoint:
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "session_id": h.id,
+        "created_at": T0,
+        "header": h,
+        "item_count": 0,
+        "shared_count": 0,
+    }
+    values.update(overrides)
+    return Checkpoint(**values)
+
+
 # -- rows on disk ---------------------------------------------------------------------------
 
 
@@ -116,7 +144,8 @@ async def test_a_created_session_is_one_row_plus_one_row_per_item(store: SqlStor
     await store.write_session(h, items, expected_revision=None)
 
     [session] = await rows(store, "SELECT * FROM {p}sessions")
-    assert {k: v for k, v in session.items() if k not in ("metadata", "state")} == {
+    json_columns = ("metadata", "state", "turn_keys")
+    assert {k: v for k, v in session.items() if k not in json_columns} == {
         "id": h.id,
         "agent_id": h.agent_id,
         "user_id": "user-1",
@@ -141,6 +170,7 @@ async def test_a_created_session_is_one_row_plus_one_row_per_item(store: SqlStor
     }
     assert as_json(session["metadata"]) == {"topic": "weather"}
     assert as_json(session["state"]) == {}
+    assert as_json(session["turn_keys"]) == []
     stored = await rows(store, "SELECT * FROM {p}history_items ORDER BY seq")
     assert [(r["session_id"], r["seq"], r["type"]) for r in stored] == [
         (h.id, 0, "message"),
@@ -287,53 +317,74 @@ async def test_agents_are_rows_with_their_spec_as_json(store: SqlStore) -> None:
 # -- schema and migrations ------------------------------------------------------------------
 
 
-LISTING_INDEXES = {
+SESSION_INDEXES = {
     (f"{PREFIX}sessions_recent", ("last_activity", "id")),
     (f"{PREFIX}sessions_agent_recent", ("agent_id", "last_activity", "id")),
     (f"{PREFIX}sessions_user_recent", ("user_id", "last_activity", "id")),
     (f"{PREFIX}sessions_status_recent", ("status", "last_activity", "id")),
+    (f"{PREFIX}sessions_expiry", ("expires_at", "id")),
+}
+CURRENT_VERSION = "3"
+TABLES = {
+    f"{PREFIX}meta",
+    f"{PREFIX}agents",
+    f"{PREFIX}sessions",
+    f"{PREFIX}history_items",
+    f"{PREFIX}session_leases",
+    f"{PREFIX}checkpoints",
 }
 
 
-async def session_indexes(store: SqlStore) -> set[tuple[str, tuple[str, ...]]]:
+CHECKPOINT_INDEXES = {(f"{PREFIX}checkpoints_recent", ("session_id", "created_at", "id"))}
+
+
+async def indexes_of(store: SqlStore, table: str) -> set[tuple[str, tuple[str, ...]]]:
     assert store.engine is not None
     async with store.engine.connect() as conn:
-        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(f"{PREFIX}sessions"))
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(table))
     return {(i["name"], tuple(i["column_names"])) for i in indexes}
 
 
-async def test_initialize_creates_the_tables_and_indexes_and_records_version_2(
+async def session_indexes(store: SqlStore) -> set[tuple[str, tuple[str, ...]]]:
+    return await indexes_of(store, f"{PREFIX}sessions")
+
+
+async def checkpoint_indexes(store: SqlStore) -> set[tuple[str, tuple[str, ...]]]:
+    return await indexes_of(store, f"{PREFIX}checkpoints")
+
+
+async def test_initialize_creates_the_tables_and_indexes_and_records_version_3(
     store: SqlStore,
 ) -> None:
     await store.initialize()  # again: nothing changes
-    assert await table_names(store) == {
-        f"{PREFIX}meta",
-        f"{PREFIX}agents",
-        f"{PREFIX}sessions",
-        f"{PREFIX}history_items",
-        f"{PREFIX}session_leases",
-    }
-    assert await rows(store, "SELECT * FROM {p}meta") == [{"key": "schema_version", "value": "2"}]
-    assert await session_indexes(store) == LISTING_INDEXES
+    assert await table_names(store) == TABLES
+    assert await rows(store, "SELECT * FROM {p}meta") == [
+        {"key": "schema_version", "value": CURRENT_VERSION}
+    ]
+    assert await session_indexes(store) == SESSION_INDEXES
+    assert await checkpoint_indexes(store) == CHECKPOINT_INDEXES
 
 
-async def write_version_1_database(
-    database: Database, sessions: list[tuple[SessionHeader, list[HistoryItem]]]
+async def write_old_database(
+    database: Database, version: int, sessions: list[tuple[SessionHeader, list[HistoryItem]]]
 ) -> None:
-    """A database as schema version 1 (chatruntime 0.1) left it, holding ``sessions``."""
+    """A database as schema ``version`` (1: chatruntime 0.1, 2: 0.2) left it, holding
+    ``sessions``."""
     engine = create_async_engine(database.url, **database.engine_kwargs)
-    v1 = _sql_schema._v1_tables(PREFIX)
+    old = {1: _sql_schema._v1_tables, 2: _sql_schema._v2_tables}[version](PREFIX)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(v1.metadata.create_all)
-            await conn.execute(sa.insert(v1.meta).values(key="schema_version", value="1"))
+            await conn.run_sync(old.metadata.create_all)
+            await conn.execute(sa.insert(old.meta).values(key="schema_version", value=str(version)))
             for h, items in sessions:
-                row = h.model_dump(mode="json", exclude={"context"})
+                row = h.model_dump(mode="json", exclude={"context", "turn_keys"})
                 row.update(h.context.model_dump(mode="json"))
-                await conn.execute(sa.insert(v1.sessions).values(row))
+                if version >= 2:
+                    row["item_count"] = len(items)
+                await conn.execute(sa.insert(old.sessions).values(row))
                 for seq, item in enumerate(items):
                     await conn.execute(
-                        sa.insert(v1.history_items).values(
+                        sa.insert(old.history_items).values(
                             session_id=h.id, seq=seq, type=item.type, item=item.to_wire()
                         )
                     )
@@ -347,17 +398,17 @@ async def test_a_version_1_database_is_upgraded_in_place_and_reads_as_before(
     talked = header(context=SessionContext(last_activity=T0 + 1))
     quiet = header(user_id="u", context=SessionContext(last_activity=T0 + 2))
     said = turn_items(1) + turn_items(2)
-    await write_version_1_database(database, [(talked, said), (quiet, [])])
+    await write_old_database(database, 1, [(talked, said), (quiet, [])])
     store = database.store()
     await store.initialize()
     try:
-        assert await rows(store, "SELECT value FROM {p}meta") == [{"value": "2"}]
+        assert await rows(store, "SELECT value FROM {p}meta") == [{"value": CURRENT_VERSION}]
         # Backfilled from the item rows: the next item of each session goes after its last.
         assert await rows(store, "SELECT id, item_count FROM {p}sessions ORDER BY item_count") == [
             {"id": quiet.id, "item_count": 0},
             {"id": talked.id, "item_count": 8},
         ]
-        assert await session_indexes(store) == LISTING_INDEXES
+        assert await session_indexes(store) == SESSION_INDEXES
         assert await store.get_session(talked.id) == ChatSession.from_parts(talked, said)
         assert (await store.list_sessions()).sessions == [quiet, talked]
         assert [s.id for s in (await store.list_sessions(user_id="u")).sessions] == [quiet.id]
@@ -377,6 +428,44 @@ async def test_a_version_1_database_is_upgraded_in_place_and_reads_as_before(
         await store.close()
 
 
+async def test_a_version_2_database_is_upgraded_in_place_with_expiry_index_and_checkpoints(
+    database: Database,
+) -> None:
+    expiring = header(
+        user_id="u",
+        expires_at=T0 + 5,
+        state={"agent": {"memory": ["likes sun"]}},
+        context=SessionContext(last_activity=T0 + 1),
+    )
+    lasting = header(context=SessionContext(last_activity=T0 + 2))
+    said = turn_items(1)
+    await write_old_database(database, 2, [(expiring, said), (lasting, [])])
+    store = database.store()
+    await store.initialize()
+    try:
+        assert await rows(store, "SELECT value FROM {p}meta") == [{"value": CURRENT_VERSION}]
+        assert await table_names(store) == TABLES
+        assert await session_indexes(store) == SESSION_INDEXES
+        assert await checkpoint_indexes(store) == CHECKPOINT_INDEXES
+        # Existing sessions have no idempotency keys; everything else reads as before.
+        migrated = await rows(store, "SELECT turn_keys FROM {p}sessions")
+        assert [as_json(row["turn_keys"]) for row in migrated] == [[], []]
+        assert await store.get_session(expiring.id) == ChatSession.from_parts(expiring, said)
+        assert (await store.list_sessions()).sessions == [lasting, expiring]
+        assert await store.expired_sessions(T0 + 5) == [expiring.id]
+        assert await store.count_sessions(live_at=T0 + 5) == 1
+
+        keyed = bumped(expiring, turn_keys=[TurnKey.model_validate(TURN_KEY)])
+        second = turn_items(2)
+        await store.write_session(keyed, second, expected_revision=0)
+        assert await store.get_session(expiring.id) == ChatSession.from_parts(keyed, said + second)
+        saved = checkpoint_of(keyed, item_count=8, shared_count=8)
+        await store.save_checkpoint(saved)
+        assert await store.list_checkpoints(expiring.id) == [saved]
+    finally:
+        await store.close()
+
+
 async def test_a_table_prefix_keeps_two_stores_apart_in_one_database(
     database: Database, store: SqlStore
 ) -> None:
@@ -390,6 +479,7 @@ async def test_a_table_prefix_keeps_two_stores_apart_in_one_database(
             "app_sessions",
             "app_history_items",
             "app_session_leases",
+            "app_checkpoints",
         }
         assert (await load_all(store)).sessions == []
         assert len((await load_all(other)).sessions) == 1
@@ -417,7 +507,7 @@ async def test_an_older_database_is_upgraded_by_the_missing_migrations_once(
         await new.initialize()
         await new.initialize()
         assert ran == [PREFIX]
-        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "3"}]
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "4"}]
         assert await rows(new, "SELECT count(*) AS n FROM {p}marker") == [{"n": 0}]
         assert await new.get_session(h.id) == ChatSession.from_parts(h, items)
     finally:
@@ -444,7 +534,7 @@ async def test_a_failed_migration_leaves_the_database_at_its_old_version(
         assert "no_such_table" in caught.value.message
         monkeypatch.undo()
         await new.initialize()
-        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": "2"}]
+        assert await rows(new, "SELECT value FROM {p}meta") == [{"value": CURRENT_VERSION}]
         assert f"{PREFIX}half_done" not in await table_names(new)
     finally:
         await new.close()
@@ -453,7 +543,7 @@ async def test_a_failed_migration_leaves_the_database_at_its_old_version(
 async def test_a_database_of_a_newer_version_is_refused(
     store: SqlStore, database: Database
 ) -> None:
-    await rows(store, "UPDATE {p}meta SET value = '3' WHERE key = 'schema_version'")
+    await rows(store, "UPDATE {p}meta SET value = '4' WHERE key = 'schema_version'")
     newer = database.store()
     try:
         with pytest.raises(StoreVersionError) as caught:
@@ -461,10 +551,10 @@ async def test_a_database_of_a_newer_version_is_refused(
     finally:
         await newer.close()
     assert caught.value.message.startswith(
-        "database schema version 3 is newer than this chatruntime supports (2): "
+        "database schema version 4 is newer than this chatruntime supports (3): "
         "upgrade chatruntime ("
     )
-    assert caught.value.details == {"found": 3, "supported": 2, "location": f"{PREFIX}meta"}
+    assert caught.value.details == {"found": 4, "supported": 3, "location": f"{PREFIX}meta"}
 
 
 async def test_a_version_that_is_not_a_number_is_corrupt(
@@ -488,11 +578,140 @@ async def test_concurrent_initialize_of_a_new_database_creates_it_once(
             for each in stores:
                 tg.start_soon(each.initialize)
         assert await rows(stores[0], "SELECT * FROM {p}meta") == [
-            {"key": "schema_version", "value": "2"}
+            {"key": "schema_version", "value": CURRENT_VERSION}
         ]
     finally:
         for each in stores:
             await each.close()
+
+
+# -- schema version 3: idempotency keys, expiry, rewinds, limits, checkpoints ---------------
+
+
+async def test_turn_keys_are_a_json_column_in_their_wire_form(store: SqlStore) -> None:
+    h = header(turn_keys=[TurnKey.model_validate(TURN_KEY)], expires_at=T0 + 9, state={"a": 1})
+    await store.write_session(h, [], expected_revision=None)
+    [row] = await rows(store, "SELECT turn_keys, expires_at, state FROM {p}sessions")
+    assert (as_json(row["turn_keys"]), row["expires_at"], as_json(row["state"])) == (
+        [TURN_KEY],
+        T0 + 9,
+        {"a": 1},
+    )
+    stored = await store.get_session(h.id)
+    assert stored is not None
+    assert stored.header() == h
+
+
+async def test_expired_sessions_are_read_along_the_expiry_index(store: SqlStore) -> None:
+    assert store.engine is not None
+    query = (
+        f"SELECT id FROM {PREFIX}sessions WHERE expires_at <= 5 ORDER BY expires_at, id LIMIT 10"
+    )
+    async with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            plan = (await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")).all()
+            steps = [str(step[-1]) for step in plan]
+            assert steps == [
+                f"SEARCH {PREFIX}sessions USING COVERING INDEX {PREFIX}sessions_expiry "
+                "(expires_at<?)"
+            ]
+        else:
+            # A small table is scanned whatever its indexes; forbid that to see the path.
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            await conn.exec_driver_sql("SET enable_bitmapscan = off")
+            plan = (await conn.exec_driver_sql(f"EXPLAIN {query}")).scalars().all()
+            assert any(f"{PREFIX}sessions_expiry" in line for line in plan), plan
+            assert not any("Sort" in line for line in plan), plan
+
+
+async def test_keep_deletes_the_item_rows_after_it_and_numbers_new_ones_from_there(
+    store: SqlStore,
+) -> None:
+    h = header()
+    first, third = turn_items(1), turn_items(3)
+    await store.write_session(h, first + turn_items(2), expected_revision=None)
+    await store.write_session(bumped(h), third, expected_revision=0, keep=2)
+    stored = await rows(
+        store,
+        "SELECT seq, item FROM {p}history_items WHERE session_id = :id ORDER BY seq",
+        id=h.id,
+    )
+    assert [r["seq"] for r in stored] == list(range(6))
+    assert [as_json(r["item"]) for r in stored] == [item.to_wire() for item in first[:2] + third]
+    assert await rows(store, "SELECT item_count FROM {p}sessions") == [{"item_count": 6}]
+
+
+async def test_a_checkpoint_is_one_row_with_its_record_as_json(store: SqlStore) -> None:
+    h = header()
+    await store.write_session(h, turn_items(1), expected_revision=None)
+    saved = checkpoint_of(h, label="before", created_at=T0 + 7, item_count=4, shared_count=4)
+    await store.save_checkpoint(saved)
+    [row] = await rows(store, "SELECT * FROM {p}checkpoints")
+    assert {**row, "body": as_json(row["body"])} == {
+        "session_id": h.id,
+        "id": saved.id,
+        "created_at": T0 + 7,
+        "body": saved.to_wire(),
+    }
+
+
+async def test_deleting_a_session_deletes_its_checkpoint_rows(store: SqlStore) -> None:
+    h, other = header(), header()
+    for each in (h, other):
+        await store.write_session(each, [], expected_revision=None)
+        await store.save_checkpoint(checkpoint_of(each))
+    assert await store.delete_session(h.id) is True
+    assert await rows(store, "SELECT session_id FROM {p}checkpoints") == [{"session_id": other.id}]
+
+
+async def test_a_checkpoint_of_a_session_not_stored_is_a_conflict(store: SqlStore) -> None:
+    missing = header()
+    with pytest.raises(ConflictError) as caught:
+        await store.save_checkpoint(checkpoint_of(missing))
+    assert caught.value.message == f"session {missing.id} no longer exists"
+    assert await rows(store, "SELECT * FROM {p}checkpoints") == []
+
+
+async def test_a_damaged_checkpoint_row_is_corrupt_data(store: SqlStore) -> None:
+    h = header()
+    await store.write_session(h, [], expected_revision=None)
+    saved = checkpoint_of(h)
+    await store.save_checkpoint(saved)
+    await rows(store, "UPDATE {p}checkpoints SET body = :body", body=json.dumps({"id": saved.id}))
+    with pytest.raises(CorruptDataError) as caught:
+        await store.get_checkpoint(h.id, saved.id)
+    assert caught.value.details["location"] == (
+        f"{PREFIX}checkpoints session_id={h.id} id={saved.id}"
+    )
+    assert caught.value.details["reason"].startswith("invalid checkpoint: ")
+    with pytest.raises(CorruptDataError):
+        await store.list_checkpoints(h.id)
+
+
+async def test_a_limited_postgres_creation_waits_for_the_creation_lock(
+    postgres_store: SqlStore,
+) -> None:
+    """What keeps racing creations of every process from counting the same room twice."""
+    assert postgres_store.engine is not None
+    key = _sql_postgres.advisory_key(f"chatruntime.create:{PREFIX}sessions")
+    h = header()
+    async with postgres_store.engine.connect() as holder:
+        async with holder.begin():
+            await holder.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    partial(
+                        postgres_store.write_session,
+                        h,
+                        [],
+                        expected_revision=None,
+                        limits=CreateLimits(now=T0, max_sessions=1),
+                    )
+                )
+                await anyio.sleep(0.5)
+                assert await postgres_store.get_revision(h.id) is None
+                await holder.commit()
+    assert await postgres_store.get_revision(h.id) == 0
 
 
 # -- damaged rows ---------------------------------------------------------------------------
@@ -577,24 +796,32 @@ async def test_an_invalid_agent_row_is_corrupt_data(store: SqlStore) -> None:
     assert caught.value.details["reason"] == "invalid agent: name: Field required"
 
 
-# -- bad input at initialize() --------------------------------------------------------------
+# -- bad input -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("not a url", "malformed database URL"),
-        ("postgresql+asyncpg://user:s3cret-pw@host:notaport/db", "malformed database URL"),
-        ("postgresql+asyncpg://user:s3cret-pw@host:99999/db", "port 99999 is out of range"),
+        ("not a url", "malformed database URL 'not a url': "),
+        (
+            "postgresql+asyncpg://user:s3cret-pw@host:notaport/db",
+            "malformed database URL 'postgresql+asyncpg://user:***@host:notaport/db': ",
+        ),
+        (
+            "postgresql+asyncpg://user:s3cret-pw@host:99999/db",
+            "malformed database URL 'postgresql+asyncpg://user:***@host:99999/db': "
+            "port 99999 is out of range",
+        ),
         ("mysql+aiomysql://user:s3cret-pw@host/db", "does not support mysql+aiomysql:// URLs"),
         ("sqlite:///chat.db", "use sqlite+aiosqlite://"),
         ("postgresql://user:s3cret-pw@host/db", "use postgresql+asyncpg://"),
     ],
 )
-async def test_a_bad_url_is_invalid_input_without_the_password(url: str, expected: str) -> None:
-    store = SqlStore(url)
+def test_a_bad_url_is_invalid_input_at_construction_without_the_password(
+    url: str, expected: str
+) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        await store.initialize()
+        SqlStore(url)
     assert expected in caught.value.message
     assert "sqlite+aiosqlite:///path/to/file.db" in caught.value.message  # shows what works
     assert "s3cret-pw" not in caught.value.message
@@ -745,6 +972,10 @@ async def test_a_sqlite_file_in_a_new_folder_is_created(tmp_path: Path) -> None:
         (
             {"url": "sqlite+aiosqlite://", "connect_timeout": 0},
             "connect_timeout must be a positive number of seconds, got 0",
+        ),
+        (
+            {"url": "sqlite+aiosqlite://", "commit_timeout": -1},
+            "commit_timeout must be a positive number of seconds, got -1",
         ),
     ],
 )

@@ -54,10 +54,6 @@ def test_redis_store_refuses_a_malformed_url_at_construction(url: str) -> None:
     assert PASSWORD not in caught.value.message
 
 
-@pytest.mark.xfail(
-    reason="SqlStore parses its URL in initialize(); the fix is in _sql.py (see issue #8)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "url",
     [

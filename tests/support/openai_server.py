@@ -19,9 +19,18 @@ Endpoints:
   tool calls; reasoning items are left out), streamed as chunks with ``"stream": true``.
 
 Each request takes the next scripted step: a :class:`ScriptedReply` (output items as plain
-dicts in the Responses API shape, built with :func:`message`, :func:`function_call` and
-:func:`reasoning`; optional usage; optional delays) or a :class:`ScriptedError` (an HTTP status
-and an OpenAI error body). A request with nothing scripted gets a 500 that says so.
+dicts in the Responses API shape, built with :func:`message`, :func:`function_call`,
+:func:`reasoning` and the hosted tools' builders :func:`web_search_call`,
+:func:`file_search_call`, :func:`code_interpreter_call`, :func:`image_generation_call`,
+:func:`mcp_list_tools` and :func:`mcp_call`; optional usage; optional delays) or a
+:class:`ScriptedError` (an HTTP status and an OpenAI error body). A request with nothing
+scripted gets a 500 that says so.
+
+Input content parts are checked as the Responses API checks them: ``input_text``,
+``input_image`` (an ``http(s)`` or ``data:`` ``image_url``, or a ``file_id``) and
+``input_file`` (``file_data`` as a ``data:`` URL with a ``filename``, a ``file_id`` or a
+``file_url``); anything else answers 400 ``invalid_request_error`` naming the part, before a
+scripted step is taken.
 """
 
 from __future__ import annotations
@@ -128,6 +137,80 @@ def reasoning(
     if encrypted_content is not None:
         item["encrypted_content"] = encrypted_content
     return item
+
+
+def web_search_call(query: str, *, id: str = "ws_1") -> dict[str, Any]:
+    """A hosted web search the server ran."""
+    return {
+        "type": "web_search_call",
+        "id": id,
+        "status": "completed",
+        "action": {"type": "search", "query": query},
+    }
+
+
+def file_search_call(
+    *queries: str, results: Sequence[Mapping[str, Any]] = (), id: str = "fs_1"
+) -> dict[str, Any]:
+    """A hosted file search with its results (``file_id``, ``filename``, ``score``, ``text``)."""
+    return {
+        "type": "file_search_call",
+        "id": id,
+        "status": "completed",
+        "queries": list(queries),
+        "results": [dict(result) for result in results],
+    }
+
+
+def code_interpreter_call(
+    code: str, *, logs: str = "", container_id: str = "cntr_1", id: str = "ci_1"
+) -> dict[str, Any]:
+    """Code the hosted interpreter ran, with its logs."""
+    return {
+        "type": "code_interpreter_call",
+        "id": id,
+        "status": "completed",
+        "code": code,
+        "container_id": container_id,
+        "outputs": [{"type": "logs", "logs": logs}],
+    }
+
+
+def image_generation_call(result_b64: str, *, id: str = "ig_1") -> dict[str, Any]:
+    """An image the hosted generator made (base64 PNG data)."""
+    return {"type": "image_generation_call", "id": id, "status": "completed", "result": result_b64}
+
+
+def mcp_list_tools(server_label: str, *tool_names: str, id: str = "mcpl_1") -> dict[str, Any]:
+    """The tools a hosted MCP server listed."""
+    return {
+        "type": "mcp_list_tools",
+        "id": id,
+        "server_label": server_label,
+        "tools": [{"name": name, "input_schema": {"type": "object"}} for name in tool_names],
+    }
+
+
+def mcp_call(
+    server_label: str,
+    name: str,
+    arguments: str | Mapping[str, Any],
+    output: str,
+    *,
+    id: str = "mcp_1",
+) -> dict[str, Any]:
+    """A call the hosted MCP server made, with its output."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, separators=(",", ":"))
+    return {
+        "type": "mcp_call",
+        "id": id,
+        "server_label": server_label,
+        "name": name,
+        "arguments": arguments,
+        "output": output,
+        "status": "completed",
+    }
 
 
 def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -272,6 +355,12 @@ class OpenAIServer:
                 return number, None
             return number, self._steps.pop(0)
 
+    def _give_back(self, step: ScriptedStep | None) -> None:
+        """Put back a step a refused request took, for the next request."""
+        if step is not None:
+            with self._lock:
+                self._steps.insert(0, step)
+
     def _sleep(self, seconds: float) -> bool:
         """Wait, unless the server stops first; tell whether it is still running."""
         if seconds > 0:
@@ -319,6 +408,11 @@ class _Handler(BaseHTTPRequestHandler):
         number, step = owner._take(RecordedRequest("POST", path, headers, body))
         if path not in ("/v1/responses", "/v1/chat/completions"):
             self._send_json(404, error_body(f"no route for POST {path}", type="not_found"))
+            return
+        problem = _input_problem(body.get("input")) if path == "/v1/responses" else None
+        if problem is not None:
+            owner._give_back(step)
+            self._send_json(400, error_body(problem, type="invalid_request_error", param="input"))
             return
         if step is None:
             text = f"no scripted reply left for POST {path} (request #{number})"
@@ -385,6 +479,43 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _input_problem(given: Any) -> str | None:
+    """What the Responses API would refuse in a request's ``input`` content parts, or
+    ``None``."""
+    if not isinstance(given, list):
+        return None
+    for index, item in enumerate(given):
+        content = item.get("content") if isinstance(item, dict) else None
+        if not isinstance(content, list) or item.get("role") == "assistant":
+            continue
+        for part_index, part in enumerate(content):
+            problem = _part_problem(part)
+            if problem is not None:
+                return f"input[{index}].content[{part_index}]: {problem}"
+    return None
+
+
+def _part_problem(part: Any) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "input_text":
+        return None if isinstance(part.get("text"), str) else "input_text needs a text"
+    if kind == "input_image":
+        url = part.get("image_url")
+        if isinstance(url, str) and url.startswith(("http://", "https://", "data:image/")):
+            return None
+        if url is None and isinstance(part.get("file_id"), str):
+            return None
+        return "input_image needs an http(s) or data:image/ image_url, or a file_id"
+    if kind == "input_file":
+        data = part.get("file_data")
+        if isinstance(data, str) and data.startswith("data:") and part.get("filename"):
+            return None
+        if data is None and isinstance(part.get("file_id") or part.get("file_url"), str):
+            return None
+        return "input_file needs file_data (a data: URL) with a filename, a file_id or a file_url"
+    return f"unknown content part type {kind!r}"
 
 
 def _usage_payload(step: ScriptedReply) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
-"""The ``chatruntime`` command: a terminal chat (REPL) on the session manager, and
-``chatruntime serve``, the HTTP service.
+"""The ``chatruntime`` command: a terminal chat (REPL) on the session manager,
+``chatruntime serve``, the HTTP service, and ``chatruntime admin``, the operator's commands.
 
 Run ``chatruntime --help`` for its options, and ``/help`` inside it for its commands;
-``chatruntime serve --help`` for the service's.
+``chatruntime serve --help`` and ``chatruntime admin --help`` for the others'.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import io
 import sys
 from collections.abc import Sequence
 
+from ._admin_options import ADMIN_COMMAND
+from ._logging import command_logging, route_dependency_logs
 from ._options import SERVE_COMMAND, Options, ServeOptions, parse_options, parse_serve_options
 from ._repl import EXIT_FAILED, EXIT_INTERRUPTED, run
 
@@ -27,10 +29,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 after ``/quit`` or end of input, 1 when it cannot start (the reason is printed),
         2 for bad options, 130 when interrupted while starting. ``chatruntime serve``
         returns 0 once shut down, 1 when it cannot start, 2 for bad options.
+        ``chatruntime admin`` returns 0 when all went well, 1 when it found or met failures,
+        2 for bad usage.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == [SERVE_COMMAND]:
         return _serve(arguments[1:])
+    if arguments[:1] == [ADMIN_COMMAND]:
+        from ._admin import main as admin_main
+
+        return admin_main(arguments[1:])
     try:
         options = parse_options(arguments)
     except SystemExit as exit_:
@@ -38,11 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A reply the terminal's encoding cannot show must not fail the turn it ends.
         sys.stdout.reconfigure(errors="replace")
-    try:
-        return run(options)
-    except KeyboardInterrupt:
-        # Ctrl-C before the REPL routes it itself (while the SDK and the store load).
-        return EXIT_INTERRUPTED
+    with command_logging(options.log_level):
+        try:
+            return run(options)
+        except KeyboardInterrupt:
+            # Ctrl-C before the REPL routes it itself (while the SDK and the store load).
+            return EXIT_INTERRUPTED
 
 
 def _serve(argv: Sequence[str]) -> int:
@@ -59,4 +68,7 @@ def _serve(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    # The service installs its own handler (text or JSON lines) on the root logger; the
+    # SDK's records reach it only when asked for.
+    route_dependency_logs(options.log_level if options.dependency_logs else None)
     return serve(options)

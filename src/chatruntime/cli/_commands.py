@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from anyio import get_cancelled_exc_class
 
 from ..agent import TOOL_COMMAND
-from ..models import ChatSession, Result, SessionStatus, is_uuid
+from ..models import ChatSession, Checkpoint, Result, SessionStatus, is_uuid
 from ..session._manager import RECENT_LIMIT_MAX
 from ._chat import Chat
 from ._progress import Progress
 from ._render import (
     agent_row,
+    checkpoint_row,
+    checkpoint_summary,
     corrupt_line,
     error_line,
     history_lines,
@@ -130,6 +132,8 @@ def help_lines() -> list[str]:
         f"With the offline model, {TOOL_COMMAND} NAME {{json}} asks it to call a tool, e.g.",
         f'  {TOOL_COMMAND} calculate {{"expression": "6*7"}}',
         "/list shows a page at a time, most recent first; its numbers stay until you quit.",
+        "/checkpoint saves the session as it is; /restore rewinds to one (and saves the state",
+        "before, so a restore can be undone); /fork starts a new session from one.",
         "Damaged sessions are not looked for at start: /check reads every session, showing",
         "how far it got (Ctrl-C stops it), and lists those that cannot be read.",
         "Ctrl-C cancels a reply (nothing of it is saved) or clears the line; Ctrl-D quits.",
@@ -265,6 +269,148 @@ async def _delete(chat: Chat, argument: str) -> None:
         )
         return
     await _new(chat, "")
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+@_command(
+    "checkpoint",
+    "/checkpoint [label]",
+    "save a checkpoint of the session in use",
+    takes_argument=True,
+)
+async def _checkpoint(chat: Chat, argument: str) -> None:
+    saved = await chat.manager.save_checkpoint(
+        chat.session_id, argument or None, user_id=chat.user_id
+    )
+    if not saved.success or saved.data is None:
+        chat.say(error_line(saved.error))
+        return
+    listed = await _checkpoints_of(chat)
+    if listed is None:
+        return
+    number = next(n for n, found in listed if found.id == saved.data.id)
+    chat.say(f"saved {checkpoint_summary(number, saved.data)}; /restore {number} goes back to it")
+
+
+@_command("checkpoints", "/checkpoints", "list the checkpoints of the session, newest first")
+async def _checkpoints(chat: Chat, argument: str) -> None:
+    listed = await _checkpoints_of(chat)
+    if listed is None:
+        return
+    if not listed:
+        chat.say("(no checkpoints: /checkpoint saves one)")
+        return
+    chat.say(*(checkpoint_row(number, found) for number, found in listed))
+
+
+@_command(
+    "restore",
+    "/restore <n|id>",
+    "rewind the session in use to checkpoint n (undo: restore the point it saves)",
+    takes_argument=True,
+)
+async def _restore(chat: Chat, argument: str) -> None:
+    if not argument:
+        chat.say("usage: /restore <n|id>")
+        return
+    listed = await _checkpoints_of(chat)
+    if listed is None:
+        return
+    found = _find_checkpoint(chat, listed, argument)
+    if found is None:
+        return
+    number, target = found
+    restored = await chat.manager.restore_checkpoint(
+        chat.session_id, target.id, user_id=chat.user_id
+    )
+    if not restored.success or restored.data is None:
+        chat.say(error_line(restored.error))
+        return
+    # The restore saved the state before it as the newest checkpoint: its number undoes it.
+    undo = len(listed) + 1
+    summary = session_summary(chat.number_of(restored.data.id), restored.data)
+    chat.say(f"restored {summary} to checkpoint {number}; /restore {undo} undoes it")
+
+
+@_command(
+    "fork",
+    "/fork [checkpoint] [name]",
+    "start a new session from this one (now, or at a checkpoint) and switch to it",
+    takes_argument=True,
+)
+async def _fork(chat: Chat, argument: str) -> None:
+    first, _, rest = argument.partition(" ")
+    listed = await _checkpoints_of(chat)
+    if listed is None:
+        return
+    origin: tuple[int, Checkpoint] | None = None
+    name = argument
+    if first and _names_checkpoint(listed, first):
+        origin = _find_checkpoint(chat, listed, first)
+        if origin is None:
+            return
+        name = rest.strip()
+    source = chat.session_id
+    forked = await chat.manager.fork_session(
+        source,
+        origin[1].id if origin is not None else None,
+        name or None,
+        user_id=chat.user_id,
+    )
+    if not forked.success or forked.data is None:
+        chat.say(error_line(forked.error))
+        return
+    chat.session_id = forked.data.id
+    at = f" at checkpoint {origin[0]}" if origin is not None else ""
+    summary = session_summary(chat.number_of(forked.data.id), forked.data)
+    chat.say(f"forked session {chat.number_of(source)}{at} into {summary}")
+
+
+async def _checkpoints_of(chat: Chat) -> list[tuple[int, Checkpoint]] | None:
+    """The checkpoints of the session in use, newest first, numbered in the order they
+    were saved (1 is the oldest, so a number stays as new ones are saved); ``None`` after
+    saying why there are none to show."""
+    listing = await chat.manager.list_checkpoints(chat.session_id, user_id=chat.user_id)
+    if not listing.success or listing.data is None:
+        chat.say(error_line(listing.error))
+        return None
+    total = len(listing.data)
+    return [(total - index, found) for index, found in enumerate(listing.data)]
+
+
+def _names_checkpoint(listed: list[tuple[int, Checkpoint]], reference: str) -> bool:
+    """Whether ``reference`` reads as a checkpoint (a number, or an id prefix of one)."""
+    if reference.isdigit():
+        return True
+    prefix = reference.lower()
+    return len(prefix) >= MIN_ID_PREFIX and any(c.id.startswith(prefix) for _, c in listed)
+
+
+def _find_checkpoint(
+    chat: Chat, listed: list[tuple[int, Checkpoint]], reference: str
+) -> tuple[int, Checkpoint] | None:
+    """The checkpoint ``reference`` names (a number of /checkpoints, or the start of its
+    id), or ``None`` after saying why there is none."""
+    if reference.isdigit():
+        by_number = [row for row in listed if row[0] == int(reference)]
+        if not by_number:
+            chat.say(f"no checkpoint {int(reference)}: /checkpoints shows the numbers")
+            return None
+        return by_number[0]
+    prefix = reference.lower()
+    if len(prefix) < MIN_ID_PREFIX:
+        chat.say(f"type a /checkpoints number or at least {MIN_ID_PREFIX} characters of an id")
+        return None
+    matches = [row for row in listed if row[1].id.startswith(prefix)]
+    if len(matches) > 1:
+        chat.say(f"{len(matches)} checkpoints have ids starting with {reference!r}; type more")
+        return None
+    if not matches:
+        chat.say(f"no checkpoint of this session has an id starting with {reference!r}")
+        return None
+    return matches[0]
 
 
 # -- looking at a session -----------------------------------------------------------------

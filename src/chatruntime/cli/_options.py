@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+from ._logging import LOG_LEVELS, SERVE_LOG_LEVELS
+
 DEFAULT_DATA_DIR = "./chatruntime-data"
 
 _DESCRIPTION = """\
@@ -40,6 +42,8 @@ class Options:
         offline: Force the offline model.
         offline_delay: Seconds the offline model waits before a reply and between words.
         user: The user the sessions belong to (``None``: every session, owned by nobody).
+        log_level: The ``--log-level`` given (``None``: only chatruntime's warnings and
+            errors, on stderr; the SDK's own records held back).
     """
 
     data: str = DEFAULT_DATA_DIR
@@ -49,6 +53,7 @@ class Options:
     offline: bool = False
     offline_delay: float = 0.0
     user: str | None = None
+    log_level: str | None = None
 
 
 def package_version() -> str:
@@ -119,8 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--user", metavar="USER", type=_non_empty, help="keep and list only this user's sessions"
     )
+    add_log_level(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return parser
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """The ``--log-level`` option of the REPL and the admin commands."""
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="log to stderr from this level, the SDK's and HTTP client's records included "
+        "(default: only chatruntime's warnings and errors; off: nothing)",
+    )
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -138,6 +155,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         offline=namespace.offline,
         offline_delay=namespace.offline_delay,
         user=namespace.user,
+        log_level=namespace.log_level,
     )
 
 
@@ -191,6 +209,8 @@ class ServeOptions:
         cors_origins: Origins browsers may call the service from (none: CORS off).
         log_level: The lowest level logged.
         log_format: ``text`` or ``json`` (one JSON object per line).
+        dependency_logs: Log the SDK's and HTTP client's records too (from ``log_level``);
+            set when ``--log-level`` is given.
     """
 
     data: str = DEFAULT_DATA_DIR
@@ -208,6 +228,7 @@ class ServeOptions:
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "text"
+    dependency_logs: bool = False
 
 
 def _port(text: str) -> int:
@@ -305,9 +326,10 @@ def build_serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        default="info",
-        help="lowest level logged (default: info)",
+        choices=SERVE_LOG_LEVELS,
+        default=None,
+        help="lowest level logged, the SDK's and HTTP client's records included (default: "
+        "info, chatruntime's records only)",
     )
     parser.add_argument(
         "--log-format",
@@ -339,6 +361,7 @@ def parse_serve_options(argv: Sequence[str]) -> ServeOptions:
         turn_timeout=namespace.turn_timeout,
         grace=namespace.grace,
         cors_origins=tuple(namespace.cors_origin),
-        log_level=namespace.log_level,
+        log_level=namespace.log_level or "info",
         log_format=namespace.log_format,
+        dependency_logs=namespace.log_level is not None,
     )

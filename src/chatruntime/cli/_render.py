@@ -11,6 +11,7 @@ from typing import TextIO
 from ..models import (
     AgentSpec,
     ChatSession,
+    Checkpoint,
     ErrorInfo,
     ErrorOutput,
     FunctionCallItem,
@@ -53,6 +54,25 @@ def session_row(number: int, session: SessionHeader, *, current: bool) -> str:
     messages = plural(session.context.total_messages, "message")
     short_id = session.id[:ID_PREFIX_LENGTH]
     return f"{marker} {number}. {session.name}  ({session.status}, {messages})  {short_id}"
+
+
+def checkpoint_summary(number: int, checkpoint: Checkpoint) -> str:
+    """``checkpoint 2: before the quiz (4 messages)``; a restore's undo point says so."""
+    label = checkpoint.label or "(no label)"
+    details = [plural(checkpoint.header.context.total_messages, "message")]
+    if checkpoint.kind == "restore":
+        details.append("saved by a restore, to undo it")
+    return f"checkpoint {number}: {label} ({', '.join(details)})"
+
+
+def checkpoint_row(number: int, checkpoint: Checkpoint) -> str:
+    """One line of ``/checkpoints``: ``  2. before the quiz  (4 messages)  3f2a9c1e``."""
+    label = checkpoint.label or "(no label)"
+    details = [plural(checkpoint.header.context.total_messages, "message")]
+    if checkpoint.kind == "restore":
+        details.append("saved by a restore, to undo it")
+    short_id = checkpoint.id[:ID_PREFIX_LENGTH]
+    return f"  {number}. {label}  ({', '.join(details)})  {short_id}"
 
 
 def corrupt_line(record: CorruptRecord) -> str:

@@ -8,6 +8,10 @@ returns them as ``Result`` errors, and :meth:`Result.unwrap` raises the matching
     ├── SessionNotFoundError         SESSION_NOT_FOUND
     ├── AgentNotFoundError           AGENT_NOT_FOUND
     ├── SessionNotActiveError        SESSION_NOT_ACTIVE
+    ├── SessionExpiredError          SESSION_EXPIRED
+    ├── CheckpointNotFoundError      CHECKPOINT_NOT_FOUND
+    ├── StateNotFoundError           STATE_NOT_FOUND
+    ├── LimitExceededError           LIMIT_EXCEEDED
     ├── ConflictError                CONFLICT
     ├── BusyError                    BUSY
     ├── TurnError
@@ -19,7 +23,8 @@ returns them as ``Result`` errors, and :meth:`Result.unwrap` raises the matching
     │   └── TurnCancelledError       CANCELLED
     └── StorageError                 STORAGE_ERROR
         ├── CorruptDataError         CORRUPT_DATA
-        └── StoreVersionError        UNSUPPORTED_VERSION
+        ├── StoreVersionError        UNSUPPORTED_VERSION
+        └── OutcomeUnknownError      OUTCOME_UNKNOWN
 
     UsageError (a RuntimeError)      raised, never returned: the caller misused the API
 """
@@ -37,6 +42,10 @@ class ErrorCode(StrEnum):
     SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
     AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
     SESSION_NOT_ACTIVE = "SESSION_NOT_ACTIVE"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    CHECKPOINT_NOT_FOUND = "CHECKPOINT_NOT_FOUND"
+    STATE_NOT_FOUND = "STATE_NOT_FOUND"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     CONFLICT = "CONFLICT"
     BUSY = "BUSY"
     MODEL_ERROR = "MODEL_ERROR"
@@ -48,6 +57,7 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "STORAGE_ERROR"
     CORRUPT_DATA = "CORRUPT_DATA"
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -89,6 +99,31 @@ class SessionNotActiveError(ChatRuntimeError):
     """The session is paused or completed and takes no new messages."""
 
     code = ErrorCode.SESSION_NOT_ACTIVE
+
+
+class SessionExpiredError(ChatRuntimeError):
+    """The session saw no activity for longer than the manager's ``ttl``; it answers this on
+    every call until ``cleanup_expired_sessions()`` removes it."""
+
+    code = ErrorCode.SESSION_EXPIRED
+
+
+class CheckpointNotFoundError(ChatRuntimeError):
+    """The session has no checkpoint with this id (or no checkpoint at all)."""
+
+    code = ErrorCode.CHECKPOINT_NOT_FOUND
+
+
+class StateNotFoundError(ChatRuntimeError):
+    """``load_session_state(..., allow_not_exist=False)`` on a session without saved state."""
+
+    code = ErrorCode.STATE_NOT_FOUND
+
+
+class LimitExceededError(ChatRuntimeError):
+    """Creating the session would pass ``max_sessions`` or ``max_sessions_per_user``."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
 
 
 class ConflictError(ChatRuntimeError):
@@ -161,6 +196,13 @@ class StoreVersionError(StorageError):
     """The store was written by a newer chatruntime than this one."""
 
     code = ErrorCode.UNSUPPORTED_VERSION
+
+
+class OutcomeUnknownError(StorageError):
+    """The store stopped answering while a write was committing: it may or may not have been
+    stored. Retry with the same ``idempotency_key`` to get the stored reply or run it once."""
+
+    code = ErrorCode.OUTCOME_UNKNOWN
 
 
 class UsageError(RuntimeError):

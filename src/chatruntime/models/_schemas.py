@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ._agent import AgentSpec
+from ._checkpoint import Checkpoint
 from ._history import HISTORY_ITEM_ADAPTER
-from ._session import ChatSession
+from ._session import ChatSession, SessionHeader, TurnKey
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -24,6 +25,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "chat-session.schema.json": ChatSession.model_json_schema(by_alias=True),
         "agent-spec.schema.json": AgentSpec.model_json_schema(by_alias=True),
         "history-item.schema.json": HISTORY_ITEM_ADAPTER.json_schema(by_alias=True),
+        "session-header.schema.json": SessionHeader.model_json_schema(by_alias=True),
+        "turn-key.schema.json": TurnKey.model_json_schema(by_alias=True),
+        "checkpoint.schema.json": Checkpoint.model_json_schema(by_alias=True),
     }
     for schema in schemas.values():
         schema["$schema"] = SCHEMA_DIALECT

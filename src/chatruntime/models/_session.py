@@ -35,6 +35,31 @@ class SessionContext(WireModel):
     total_handoffs: int = Field(default=0, ge=0)
 
 
+IDEMPOTENCY_KEY_MAX_LENGTH: Final = 200
+"""Longest ``idempotency_key`` a turn accepts."""
+
+IDEMPOTENCY_KEYS_KEPT: Final = 100
+"""How many of a session's most recent idempotency keys its header remembers."""
+
+
+class TurnKey(WireModel):
+    """An idempotency key a turn was sent with, and where its items are in the history.
+
+    Attributes:
+        key: The caller's ``idempotency_key``.
+        item_id: The id of the turn's first item (its user message). An id, not an index:
+            a restore or ``pop_item`` that drops the turn leaves a key that finds nothing,
+            so a retry runs the turn again, as it should.
+        item_count: How many items the turn stored.
+        created_at: When the turn was stored (epoch ms).
+    """
+
+    key: str = Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+    item_id: str = Field(min_length=1)
+    item_count: int = Field(ge=1)
+    created_at: int
+
+
 class SessionHeader(WireModel):
     """Everything a store keeps about a session except its history.
 
@@ -55,6 +80,9 @@ class SessionHeader(WireModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     expires_at: int | None = None
     state: dict[str, Any] = Field(default_factory=dict)
+    turn_keys: list[TurnKey] = Field(default_factory=list)
+    """The last :data:`IDEMPOTENCY_KEYS_KEPT` idempotency keys, oldest first; stored in the
+    same write as their turn, so a retry finds the turn if and only if it was stored."""
 
     def header(self) -> SessionHeader:
         """This record without its history (a copy)."""

@@ -24,6 +24,12 @@ HTTP_STATUS: Mapping[ErrorCode, int] = MappingProxyType(
         # The request is well formed but the session's state refuses it.
         ErrorCode.SESSION_NOT_ACTIVE: 409,
         ErrorCode.CONFLICT: 409,
+        # Gone for good once cleaned up; until then the session exists but takes nothing.
+        ErrorCode.SESSION_EXPIRED: 410,
+        ErrorCode.CHECKPOINT_NOT_FOUND: 404,
+        ErrorCode.STATE_NOT_FOUND: 404,
+        # A quota: creating more sessions needs some deleted (or expired) first.
+        ErrorCode.LIMIT_EXCEEDED: 429,
         # Another process held the session too long: try again later.
         ErrorCode.BUSY: 429,
         # What the model (or a tool it called) did, not what the client sent.
@@ -36,6 +42,8 @@ HTTP_STATUS: Mapping[ErrorCode, int] = MappingProxyType(
         # The run was cancelled on the server's side (e.g. shutting down): try again.
         ErrorCode.CANCELLED: 503,
         ErrorCode.STORAGE_ERROR: 503,
+        # The write may have landed: retry with the same idempotency key.
+        ErrorCode.OUTCOME_UNKNOWN: 503,
         # Damaged or too new data does not heal by retrying; an operator must look.
         ErrorCode.CORRUPT_DATA: 500,
         ErrorCode.UNSUPPORTED_VERSION: 500,

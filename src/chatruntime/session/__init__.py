@@ -12,22 +12,29 @@ from ._events import (
     ToolCall,
     ToolResult,
 )
-from ._manager import CheckProgress, CheckReport, SessionManager
+from ._lifetime import Clock
+from ._manager import COMMIT_GRACE, CheckProgress, CheckReport, SessionManager
+from ._sdk_session import ChatruntimeSession
+from ._summarize import Summarize
 from ._user import UserSessions
 from ._window import LastItems, TokenBudget, WindowPolicy
 
 __all__ = [
+    "COMMIT_GRACE",
     "DEFAULT_CACHE_SIZE",
     "STREAM_EVENT_ADAPTER",
     "AgentChanged",
+    "ChatruntimeSession",
     "CheckProgress",
     "CheckReport",
+    "Clock",
     "Done",
     "Error",
     "Handoff",
     "LastItems",
     "SessionManager",
     "StreamEvent",
+    "Summarize",
     "TextDelta",
     "TokenBudget",
     "ToolCall",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import suppress
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -13,6 +15,7 @@ import anyio
 from agents import Agent, RunConfig, RunHooks
 from agents.items import TResponseInputItem
 from agents.lifecycle import RunHooksBase
+from agents.memory import SessionSettings
 from anyio.abc import ObjectSendStream
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +27,7 @@ from ..models import (
     HistoryItem,
     InvalidInputError,
     Message,
+    OutcomeUnknownError,
     Result,
     SessionHeader,
     SessionNotActiveError,
@@ -47,12 +51,19 @@ from ..models._session import SCHEMA_VERSION, SessionContext
 from ..stores import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease, SessionStore
 from ..stores._paging import check_listing
 from ._cache import DEFAULT_CACHE_SIZE, Entry, Replay
-from ._core import Lifecycle, SessionCore
+from ._checkpoints import CheckpointOps
+from ._core import Lifecycle, check_owner
 from ._events import Done, Error, StreamEvent
+from ._expiry import ExpiryOps
+from ._idempotency import check_key, find_key, remember_key, stored_reply, turn_items
 from ._input import UserContent, check_content
+from ._lifetime import Clock, Lifetime
+from ._sdk_session import ChatruntimeSession
+from ._state_ops import StateOps
 from ._turn import TurnOutcome, TurnRequest, run_turn, stream_turn
 from ._user import UserSessions
 from ._window import WindowPolicy
+from ._window_turn import run_windowed
 
 _UNSET = UNSET
 RECENT_LIMIT_MAX = 10_000
@@ -71,13 +82,19 @@ CheckProgress = Callable[[int, int], None]
 """Called by :meth:`SessionManager.check` as it goes: sessions read so far, and in all."""
 
 
-class SessionManager(SessionCore):
+class SessionManager(ExpiryOps, CheckpointOps, StateOps):
     """Sessions between people and agents, cached in memory over a :class:`SessionStore`.
 
     Every public method returns a :class:`Result` and never raises for an expected failure
     (bad input, unknown ids, damaged records, storage failures). Using the manager before
     :meth:`initialize` or after :meth:`close` is a programming error and raises
     :class:`UsageError` (a ``RuntimeError``).
+
+    Beyond sessions and turns it offers users (``user_id=`` on every call, :meth:`for_user`),
+    expiry and limits (``ttl``, ``max_sessions``, :meth:`refresh_session`,
+    :meth:`cleanup_expired_sessions`), checkpoints with restore and fork
+    (:meth:`save_checkpoint`, :meth:`restore_checkpoint`, :meth:`fork_session`) and state
+    modules (:meth:`save_session_state`, :meth:`load_session_state`).
 
     Example:
         >>> async with SessionManager(store, agents) as manager:
@@ -103,6 +120,16 @@ class SessionManager(SessionCore):
             server, or the offline model), and traces are exported only to OpenAI itself.
         cache_size: The most sessions kept in memory; the least recently used leave first
             and are read again from the store when next used.
+        ttl: Seconds without activity after which a session expires (``None``: never).
+            Every write (turn, update, state save, restore, :meth:`refresh_session`) moves
+            its ``expires_at`` to now + ``ttl``; an expired session answers
+            ``SESSION_EXPIRED`` until :meth:`cleanup_expired_sessions` removes it.
+        max_sessions: At most this many live (unexpired) sessions in the store; creating
+            one more answers ``LIMIT_EXCEEDED`` (exact across processes).
+        max_sessions_per_user: At most this many live sessions per ``user_id``.
+        clock: The current time as epoch milliseconds (an ``int``), for expiry, limits and
+            checkpoint times; default :func:`chatruntime.models.now_ms`. Tests pass a fake
+            one so that expiry needs no sleeping.
     """
 
     def __init__(
@@ -117,13 +144,27 @@ class SessionManager(SessionCore):
         window: WindowPolicy | None = None,
         run_config: RunConfig | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        ttl: float | None = None,
+        max_sessions: int | None = None,
+        max_sessions_per_user: int | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        lifetime = Lifetime.of(
+            ttl=ttl,
+            max_sessions=max_sessions,
+            max_sessions_per_user=max_sessions_per_user,
+            clock=clock,
+        )
         if default_timeout is not None and not _is_timeout(default_timeout):
             raise ValueError(f"default_timeout must be positive seconds, got {default_timeout!r}")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be an integer of at least 1, got {max_turns!r}")
         super().__init__(
-            store, lease_ttl=lease_ttl, lease_timeout=lease_timeout, cache_size=cache_size
+            store,
+            lease_ttl=lease_ttl,
+            lease_timeout=lease_timeout,
+            cache_size=cache_size,
+            lifetime=lifetime,
         )
         self.agents = agents
         self.default_timeout = default_timeout
@@ -240,8 +281,9 @@ class SessionManager(SessionCore):
     ) -> Result[ChatSession]:
         """Start a session with an agent.
 
-        Fails with ``VALIDATION_ERROR`` (bad id, name, user id or metadata) or
-        ``AGENT_NOT_FOUND`` (no such agent, or it was deleted).
+        Fails with ``VALIDATION_ERROR`` (bad id, name, user id or metadata),
+        ``AGENT_NOT_FOUND`` (no such agent, or it was deleted) or ``LIMIT_EXCEEDED`` (the
+        manager's ``max_sessions`` or ``max_sessions_per_user`` is reached).
         """
 
         async def create() -> ChatSession:
@@ -268,10 +310,9 @@ class SessionManager(SessionCore):
                 revision=0,
                 user_id=user_id,
                 metadata=dict(metadata or {}),
+                expires_at=self.lifetime.expires_at(None),
             )
-            await self.store.write_session(header, [], expected_revision=None)
-            session = ChatSession.from_parts(header, [])
-            self._cache.put(Entry(session, replay=Replay(inputs=[], call_ids=set())))
+            session = await self._insert(header, [])
             return session.model_copy(deep=True)
 
         return await guard(create)
@@ -282,13 +323,14 @@ class SessionManager(SessionCore):
         """One session with its history (a copy: changing it changes nothing stored).
 
         With ``user_id``, a session of another user answers ``SESSION_NOT_FOUND`` exactly
-        as an unknown id does (so does every call that takes ``user_id``).
+        as an unknown id does (so does every call that takes ``user_id``). An expired
+        session answers ``SESSION_EXPIRED`` (so does every call that names one).
         """
 
         async def get() -> ChatSession:
             check_user_id(user_id)
             entry = await self._lookup(session_id)
-            _check_owner(entry.session, user_id)
+            self._usable(entry.session, user_id)
             return entry.session.model_copy(deep=True)
 
         return await guard(get)
@@ -346,45 +388,40 @@ class SessionManager(SessionCore):
     async def session_exists(self, session_id: str, *, user_id: str | None = None) -> Result[bool]:
         """Whether a session with this id is stored (and, with ``user_id``, is that user's).
 
-        Reads the header alone. A damaged session answers ``CORRUPT_DATA``.
+        Reads the header alone. A damaged session answers ``CORRUPT_DATA``, an expired one
+        ``SESSION_EXPIRED`` (until :meth:`cleanup_expired_sessions` removes it).
         """
 
         async def exists() -> bool:
-            self._require_open()
-            require_uuid(session_id, "session_id")
             check_user_id(user_id)
-            entry = self._cache.get(session_id)
-            found = entry.session if entry is not None else await self._read(session_id, last=0)
-            if entry is not None and await self.store.get_revision(session_id) is None:
-                self._cache.drop(session_id)
-                found = None
-            return found is not None and (user_id is None or found.user_id == user_id)
+            try:
+                await self._current_header(session_id, user_id)
+            except SessionNotFoundError:
+                return False
+            return True
 
         return await guard(exists)
 
     async def get_active_session_count(self, user_id: str | None = None) -> Result[int]:
-        """How many sessions are stored: all of them from the store's index, or one user's
-        (counted a page of the user's index at a time)."""
+        """How many live (unexpired) sessions are stored: all of them, or one user's,
+        counted from the store's indexes."""
 
         async def count() -> int:
             self._require_open()
             check_user_id(user_id)
-            if user_id is None:
-                return await self.store.count_sessions()
-            total = 0
-            async for page in self._pages(user_id=user_id):
-                total += len(page.sessions)
-            return total
+            return await self.store.count_sessions(user_id=user_id, live_at=self.lifetime.now())
 
         return await guard(count)
 
     async def delete_user_sessions(self, user_id: str) -> Result[int]:
-        """Delete every session of a user; how many were deleted. Damaged sessions are left
-        for a person (see :meth:`delete_session`) and not counted."""
+        """Delete every session of a user, expired ones included; how many were deleted.
+        Damaged sessions are left for a person (see :meth:`delete_session`) and not
+        counted."""
         return await self._delete_all(user_id=user_id)
 
     async def delete_agent_sessions(self, agent_id: str) -> Result[int]:
-        """Delete every session of an agent; how many were deleted (damaged ones are left)."""
+        """Delete every session of an agent, expired ones included; how many were deleted
+        (damaged ones are left)."""
         return await self._delete_all(agent_id=agent_id)
 
     async def _delete_all(
@@ -406,7 +443,7 @@ class SessionManager(SessionCore):
                 )
                 progress = 0
                 for header in page.sessions:
-                    result = await self.delete_session(header.id)
+                    result = await guard(partial(self._delete, header.id, None, expired_too=True))
                     if result.success:
                         deleted += 1
                         progress += 1
@@ -414,18 +451,6 @@ class SessionManager(SessionCore):
                     return deleted
 
         return await guard(delete_all)
-
-    async def _pages(
-        self, *, user_id: str | None = None, agent_id: str | None = None
-    ) -> AsyncIterator[SessionPage]:
-        cursor: str | None = None
-        while True:
-            page = await self.store.list_sessions(
-                agent_id=agent_id, user_id=user_id, limit=LIST_LIMIT_MAX, cursor=cursor
-            )
-            yield page
-            if (cursor := page.next_cursor) is None:
-                return
 
     def for_user(self, user_id: str) -> UserSessions:
         """This manager seen by one user: every call is scoped to ``user_id``, and sessions
@@ -475,7 +500,7 @@ class SessionManager(SessionCore):
                 check_metadata(metadata)
                 changes["metadata"] = dict(metadata)
             async with self._exclusive(session_id) as (entry, lease):
-                _check_owner(entry.session, user_id)
+                self._usable(entry.session, user_id)
                 header = self._next_header(entry.session, **changes)
                 updated = await self._commit(entry, header, [], lease)
             return updated.model_copy(deep=True)
@@ -483,33 +508,36 @@ class SessionManager(SessionCore):
         return await guard(update)
 
     async def delete_session(self, session_id: str, *, user_id: str | None = None) -> Result[None]:
-        """Delete a session and its stored record.
+        """Delete a session with its history, checkpoints and saved state.
 
         A session found corrupt answers ``CORRUPT_DATA`` and stays on disk: damaged data is
         for a person to inspect, repair or remove by hand, never for the library to drop.
+        An expired session answers ``SESSION_EXPIRED`` like every call naming it;
+        :meth:`cleanup_expired_sessions` (or :meth:`delete_user_sessions`) removes it.
         """
+        return await guard(lambda: self._delete(session_id, user_id))
 
-        async def delete() -> None:
-            self._require_open()
-            require_uuid(session_id, "session_id")
-            check_user_id(user_id)
-            async with (
-                self._tracked(),
-                self._locks.hold(session_id),
-                self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
-            ):
-                # Read it first: a damaged record is refused, never dropped.
-                found = await self._read(session_id, last=1)
-                if found is not None:
-                    _check_owner(found, user_id)
-                deleted = found is not None and await self.store.delete_session(session_id)
-                self._cache.drop(session_id)
-                if not deleted:
-                    raise SessionNotFoundError(
-                        f"no session has id {session_id}", session_id=session_id
-                    )
-
-        return await guard(delete)
+    async def _delete(
+        self, session_id: str, user_id: str | None, *, expired_too: bool = False
+    ) -> None:
+        self._require_open()
+        require_uuid(session_id, "session_id")
+        check_user_id(user_id)
+        async with (
+            self._tracked(),
+            self._locks.hold(session_id),
+            self.store.lease(session_id, ttl=self.lease_ttl, timeout=self.lease_timeout),
+        ):
+            # Read it first: a damaged record is refused, never dropped.
+            found = await self._read(session_id, last=1)
+            if found is not None:
+                check_owner(found, user_id)
+                if not expired_too:
+                    self.lifetime.check(found)
+            deleted = found is not None and await self.store.delete_session(session_id)
+            self._cache.drop(session_id)
+            if not deleted:
+                raise SessionNotFoundError(f"no session has id {session_id}", session_id=session_id)
 
     async def get_recent_messages(
         self, session_id: str, limit: int = 50, *, user_id: str | None = None
@@ -543,10 +571,10 @@ class SessionManager(SessionCore):
                     raise SessionNotFoundError(
                         f"no session has id {session_id}", session_id=session_id
                     )
-                _check_owner(session, user_id)
+                self._usable(session, user_id)
                 # Read for this call alone: nobody else holds these items.
                 return session.history[-limit:]
-            _check_owner(entry.session, user_id)
+            self._usable(entry.session, user_id)
             return [item.model_copy(deep=True) for item in entry.session.history[-limit:]]
 
         return await guard(recent)
@@ -564,6 +592,7 @@ class SessionManager(SessionCore):
         hooks: RunHooks[Any] | None = None,
         run_config: RunConfig | None = None,
         max_turns: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Result[Message]:
         """Send a user message and run the session's agent until it answers.
 
@@ -575,9 +604,15 @@ class SessionManager(SessionCore):
         ``CORRUPT_DATA``, ``SESSION_NOT_ACTIVE`` (paused or completed), ``AGENT_NOT_FOUND``,
         ``MODEL_ERROR``, ``TOOL_ERROR`` (a tool raised and has no error handler),
         ``MAX_TURNS_EXCEEDED``, ``GUARDRAIL_TRIPPED``, ``TIMEOUT``, ``CANCELLED`` (the run
-        cancelled itself), ``BUSY`` or ``STORAGE_ERROR``. When the caller is cancelled the
-        cancellation goes on and nothing is stored, unless the finished turn was already
-        being written: that write is shielded, so the turn is then stored whole.
+        cancelled itself), ``BUSY``, ``SESSION_EXPIRED``, ``STORAGE_ERROR`` or
+        ``OUTCOME_UNKNOWN``. When the caller is cancelled the cancellation goes on and
+        nothing is stored, unless the finished turn was already being written: that write is
+        shielded, so the turn is then stored whole.
+
+        The timeout holds even when the store stalls while the turn is being written: the
+        call returns at most :data:`COMMIT_GRACE` seconds after it with ``OUTCOME_UNKNOWN``
+        (the write goes on in the background and may land; :meth:`close` waits for it).
+        Send it again with the same ``idempotency_key`` to learn which.
 
         Args:
             session_id: The session.
@@ -594,6 +629,11 @@ class SessionManager(SessionCore):
                 provider still comes from the ``AgentManager`` when that has one). Its
                 ``group_id`` defaults to the session id, so tracing groups a session's turns.
             max_turns: This turn's limit of model calls instead of the manager's.
+            idempotency_key: Makes retries safe: stored with the turn, in the same write; a
+                call with a key the session already stored a turn for returns that turn's
+                reply without running the model again (after a restart and from another
+                process too). 1–200 printable characters; the session remembers its last
+                100 keys.
 
         Returns:
             The agent's final reply.
@@ -603,7 +643,7 @@ class SessionManager(SessionCore):
             >>> print(reply.data.content if reply.success else reply.error.code)
         """
 
-        options = _CallOptions(context, hooks, run_config, max_turns)
+        options = _CallOptions(context, hooks, run_config, max_turns, idempotency_key)
         return await guard(
             lambda: self._turn(session_id, content, timeout, run_turn, user_id, options)
         )
@@ -619,6 +659,7 @@ class SessionManager(SessionCore):
         hooks: RunHooks[Any] | None = None,
         run_config: RunConfig | None = None,
         max_turns: int | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Send a user message and stream the agent's answer as it is made.
 
@@ -634,6 +675,9 @@ class SessionManager(SessionCore):
             content: The user's message.
             timeout: Seconds the turn may take, including the time the consumer spends on
                 each event (default: the manager's ``default_timeout``).
+
+        The other arguments are those of :meth:`send_message`. A repeat of a stored
+        ``idempotency_key`` yields only the :class:`Done` of the stored reply.
 
         Example:
             >>> async for event in manager.stream_message(session.id, "Hello"):
@@ -657,7 +701,7 @@ class SessionManager(SessionCore):
                     timeout,
                     sender,
                     user_id,
-                    _CallOptions(context, hooks, run_config, max_turns),
+                    _CallOptions(context, hooks, run_config, max_turns, idempotency_key),
                 )
 
         worker = asyncio.get_running_loop().create_task(work())
@@ -672,6 +716,34 @@ class SessionManager(SessionCore):
             # Only a caller's misuse (UsageError) escapes the worker; it is the caller's.
             if not worker.cancelled() and (misuse := worker.exception()) is not None:
                 raise misuse
+
+    def sdk_session(
+        self,
+        session_id: str,
+        user_id: str | None = None,
+        *,
+        settings: SessionSettings | None = None,
+    ) -> ChatruntimeSession:
+        """The session as the Agents SDK's ``Session``, so ``Runner.run(agent, input,
+        session=manager.sdk_session(session_id))`` and :meth:`send_message` share one history.
+
+        Its calls hold the session like a turn does (never interleaving with one), store
+        every item losslessly, and raise chatruntime's errors (``SessionNotFoundError``...),
+        as SDK sessions raise rather than return results.
+
+        Args:
+            session_id: An existing session.
+            user_id: The caller's user: another user's session is not found.
+            settings: The SDK's ``SessionSettings`` (``limit``: how many of the latest items
+                ``get_items()`` returns by default).
+
+        Raises:
+            InvalidInputError: A malformed session id or user id.
+        """
+        self._require_open()
+        require_uuid(session_id, "session_id")
+        check_user_id(user_id)
+        return ChatruntimeSession(self, session_id, user_id=user_id, settings=settings)
 
     def set_window(self, agent_id: str, window: WindowPolicy | None) -> None:
         """Use ``window`` for the sessions of one agent (``None``: the manager's default)."""
@@ -720,28 +792,85 @@ class SessionManager(SessionCore):
         user_id: str | None,
         options: _CallOptions,
     ) -> Message:
-        """Validate, take the session, ``run`` the turn on it, and commit the outcome."""
+        """Validate, take the session, ``run`` the turn on it, and commit the outcome, within
+        ``timeout`` (plus :data:`COMMIT_GRACE` for a write under way)."""
         limit = self._check_turn(session_id, timeout)
         text = check_content(content)
         check_user_id(user_id)
         options.check()
-        replies: list[Message] = []
-        with anyio.move_on_after(limit):
-            entry = await self._lookup_for_turn(session_id)
-            _check_owner(entry.session, user_id)
-            window = self.window_for(entry.session.agent_id)
-            async with self._exclusive(session_id, window=window, content=text) as (
-                entry,
-                lease,
-            ):
-                request = await self._turn_request(entry, content, text, window, options)
-                outcome = await run(request)
-                replies.append(await self._commit_turn(entry, outcome, lease))
+        progress = _TurnProgress()
+        if limit is None:
+            await self._turn_body(session_id, content, text, run, user_id, options, progress)
+            assert progress.reply is not None
+            return progress.reply
+        scope = anyio.CancelScope()
+
+        async def body() -> None:
+            with scope, anyio.move_on_after(limit):
+                await self._turn_body(session_id, content, text, run, user_id, options, progress)
+
+        # The turn runs in its own task so that the caller can stop waiting for a write the
+        # store does not confirm: that write is shielded (it must not be cut in half) and
+        # keeps the session's lock and lease until the store answers.
+        worker = asyncio.get_running_loop().create_task(body())
+        try:
+            done, _ = await asyncio.wait({worker}, timeout=limit + COMMIT_GRACE)
+        except BaseException:
+            scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({worker})
+            raise
+        if not done:
+            worker.add_done_callback(_log_late_outcome)
+            if progress.reply is not None:
+                return progress.reply  # stored; only giving the lease back is slow
+            if progress.committing:
+                raise _outcome_unknown(session_id, limit)
+            raise _timed_out(session_id, limit)
+        worker.result()  # the turn's own error, if any
         # The reply is checked rather than the scope: a timeout that fires after the commit
         # must not report a stored turn as lost.
-        if not replies:
+        if progress.reply is None:
             raise _timed_out(session_id, limit)
-        return replies[0]
+        return progress.reply
+
+    async def _turn_body(
+        self,
+        session_id: str,
+        content: UserContent,
+        text: str,
+        run: Callable[[TurnRequest], Awaitable[TurnOutcome]],
+        user_id: str | None,
+        options: _CallOptions,
+        progress: _TurnProgress,
+    ) -> None:
+        entry = await self._lookup_for_turn(session_id)
+        check_owner(entry.session, user_id)
+        window = self.window_for(entry.session.agent_id)
+        async with self._exclusive(session_id, window=window, content=text) as (entry, lease):
+            # Checked on the stored revision, before the model is asked anything.
+            self._usable(entry.session, user_id)
+            key = options.idempotency_key
+            if key is not None and (stored := await self._stored_turn(entry, key)) is not None:
+                progress.reply = stored_reply(stored)
+                return
+            request = await self._turn_request(entry, content, text, window, options)
+            outcome = await run_windowed(request, run)
+            progress.committing = True
+            progress.reply = await self._commit_turn(entry, outcome, lease, key)
+
+    async def _stored_turn(self, entry: Entry, key: str) -> list[HistoryItem] | None:
+        """The items of the turn stored under ``key``, if the session still holds it."""
+        found = find_key(entry.session.turn_keys, key)
+        if found is None:
+            return None
+        items = turn_items(entry.session.history, found)
+        if items is None and not entry.complete:
+            # Retries are rare: reading the whole history for one costs less than keeping
+            # every turn's position in the header.
+            whole = await self._read(entry.session.id)
+            items = turn_items(whole.history, found) if whole is not None else None
+        return items
 
     def _check_turn(self, session_id: str, timeout: float | None) -> float | None:
         """Validate a turn's session id and timeout; return its time limit (``None``: none)."""
@@ -816,8 +945,15 @@ class SessionManager(SessionCore):
             entry.replay = Replay.of(entry.session.history)
         return entry.replay.inputs
 
-    async def _commit_turn(self, entry: Entry, outcome: TurnOutcome, lease: Lease) -> Message:
-        header = self._next_header(entry.session, context=outcome.context)
+    async def _commit_turn(
+        self, entry: Entry, outcome: TurnOutcome, lease: Lease, key: str | None
+    ) -> Message:
+        changes: dict[str, Any] = {"context": outcome.context}
+        if key is not None:
+            changes["turn_keys"] = remember_key(
+                entry.session.turn_keys, key, outcome.items, at=now_ms()
+            )
+        header = self._next_header(entry.session, **changes)
         await self._commit(entry, header, outcome.items, lease)
         return outcome.reply
 
@@ -840,6 +976,38 @@ class SessionManager(SessionCore):
         return base
 
 
+_log = logging.getLogger("chatruntime.session")
+
+COMMIT_GRACE = 0.5
+"""Seconds past its timeout a turn's caller waits for a write the store has not confirmed,
+before it answers ``OUTCOME_UNKNOWN``."""
+
+
+@dataclasses.dataclass
+class _TurnProgress:
+    """How far a turn got: whether its write began, and its reply once stored."""
+
+    committing: bool = False
+    reply: Message | None = None
+
+
+def _outcome_unknown(session_id: str, limit: float) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        f"session {session_id}: the store did not confirm the turn within the timeout "
+        f"({limit:g}s); it may still be stored: send it again with the same idempotency_key",
+        session_id=session_id,
+        timeout=limit,
+    )
+
+
+def _log_late_outcome(worker: asyncio.Task[None]) -> None:
+    """Log how a turn whose caller stopped waiting ended (its error is nobody else's)."""
+    if worker.cancelled():
+        return
+    if (error := worker.exception()) is not None:
+        _log.warning("a turn whose caller had stopped waiting failed: %s", error)
+
+
 def _timed_out(session_id: str, limit: float | None) -> TurnTimeoutError:
     return TurnTimeoutError(
         f"the turn took longer than {limit:g}s; nothing was stored",
@@ -852,13 +1020,6 @@ def _is_timeout(timeout: object) -> bool:
     return not isinstance(timeout, bool) and isinstance(timeout, int | float) and timeout > 0
 
 
-def _check_owner(session: SessionHeader, user_id: str | None) -> None:
-    """A caller that names a user sees only that user's sessions: another user's answers
-    exactly as an unknown id, so its existence does not leak."""
-    if user_id is not None and session.user_id != user_id:
-        raise SessionNotFoundError(f"no session has id {session.id}", session_id=session.id)
-
-
 @dataclasses.dataclass(frozen=True)
 class _CallOptions:
     """What one ``send_message``/``stream_message`` call adds to the manager's settings."""
@@ -867,8 +1028,10 @@ class _CallOptions:
     hooks: RunHooks[Any] | None = None
     run_config: RunConfig | None = None
     max_turns: int | None = None
+    idempotency_key: str | None = None
 
     def check(self) -> None:
+        check_key(self.idempotency_key)
         if self.max_turns is not None and (
             isinstance(self.max_turns, bool)
             or not isinstance(self.max_turns, int)

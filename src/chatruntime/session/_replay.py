@@ -29,6 +29,7 @@ from agents.items import (
     TResponseInputItem,
 )
 from agents.items import ReasoningItem as SDKReasoningItem
+from pydantic import ValidationError
 
 from ..models import (
     ErrorOutput,
@@ -98,7 +99,8 @@ def item_inputs(item: HistoryItem) -> list[dict[str, Any]]:
     handoff without a call id) nothing.
     """
     if isinstance(item, MessageItem):
-        return [message_input(item)]
+        # A stored summary is sent only by the Summarize window, in place of what it covers.
+        return [] if summary_of(item) is not None else [message_input(item)]
     if isinstance(item, ReasoningItem):
         return [_reasoning_input(item)]
     if isinstance(item, FunctionCallItem):
@@ -113,6 +115,25 @@ def item_inputs(item: HistoryItem) -> list[dict[str, Any]]:
         _call_input(item.name, item.arguments or "{}", item.call_id, item),
         _output_input(item.call_id, item.output or ""),
     ]
+
+
+SUMMARY_KEY = "chatruntime_summary"
+"""The key of ``provider_data`` that marks a message item as a stored summary.
+
+A summary is a ``system`` message item whose ``provider_data[SUMMARY_KEY]`` is
+``{"through": <id of the last item it covers>, "items": <how many items it folded>}``. It
+covers every item up to ``through``. Only the ``Summarize`` window sends it; any other replay
+(no window, ``LastItems``, ``TokenBudget``, the SDK session adapter) sends the items it
+covers instead, which the history keeps.
+"""
+
+
+def summary_of(item: HistoryItem) -> dict[str, Any] | None:
+    """The summary marker of ``item`` (see :data:`SUMMARY_KEY`), or ``None``."""
+    if not isinstance(item, MessageItem) or item.provider_data is None:
+        return None
+    marker = item.provider_data.get(SUMMARY_KEY)
+    return marker if isinstance(marker, dict) else None
 
 
 def message_input(item: MessageItem) -> dict[str, Any]:
@@ -387,3 +408,69 @@ def items_from_run(
 def _as_dict(run_item: RunItem) -> dict[str, Any]:
     """The item as the SDK would send it back, which is what history must rebuild."""
     return dict(cast(dict[str, Any], run_item.to_input_item()))
+
+
+# -- SDK input items -> history -----------------------------------------------------------
+
+
+def history_from_input(item: Any, *, timestamp: int) -> HistoryItem:
+    """The history item that stores one SDK input item, as the SDK's ``Session`` hands it.
+
+    Messages, function calls and their outputs, and reasoning become their dedicated types
+    when those send the item back exactly as given; anything else (hosted tools, MCP, items
+    in a shape the dedicated types do not rebuild key for key) is kept raw as a
+    :class:`ProviderItem`. Either way ``item_inputs(history_from_input(x)) == [x]``.
+
+    Args:
+        item: A Responses API input item (a dict).
+        timestamp: The time stamped on the item (epoch milliseconds).
+
+    Raises:
+        TypeError: ``item`` is not a dict.
+    """
+    if not isinstance(item, dict):
+        raise TypeError(f"a session item must be a dict, got {type(item).__name__}")
+    typed = _typed_item(item, timestamp)
+    if typed is not None and item_inputs(typed) == [item]:
+        return typed
+    return ProviderItem(item=item, timestamp=timestamp)
+
+
+def _typed_item(item: dict[str, Any], timestamp: int) -> HistoryItem | None:
+    """The dedicated history item ``item`` looks like, or ``None`` (also when it does not
+    validate as one)."""
+    kind = item.get("type")
+    try:
+        if "role" in item and kind in (None, "message"):
+            return MessageItem(
+                role=item["role"],
+                content=item.get("content", ""),
+                status=item.get("status"),
+                item_id=item.get("id"),
+                timestamp=timestamp,
+            )
+        if kind == "function_call":
+            return FunctionCallItem(
+                name=item["name"],
+                arguments=item.get("arguments", ""),
+                call_id=item["call_id"],
+                status=item.get("status"),
+                item_id=item.get("id"),
+                timestamp=timestamp,
+            )
+        if kind == "function_call_output":
+            return FunctionCallResultItem(
+                call_id=item["call_id"], output=item["output"], timestamp=timestamp
+            )
+        if kind == "reasoning":
+            return ReasoningItem(
+                item_id=item.get("id"),
+                summary=item.get("summary", []),
+                content=item.get("content"),
+                encrypted_content=item.get("encrypted_content"),
+                status=item.get("status"),
+                timestamp=timestamp,
+            )
+    except (KeyError, ValidationError):
+        return None
+    return None

@@ -6,14 +6,26 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from ..models import ChatSession, HistoryItem, Message, Result, SessionPage, SessionStatus
+from ..models import (
+    ChatSession,
+    Checkpoint,
+    HistoryItem,
+    Message,
+    Result,
+    SessionPage,
+    SessionStatus,
+)
 from ..models._common import UNSET, Unset
 from ..models._page import LIST_LIMIT_DEFAULT
 from ._events import StreamEvent
 from ._input import UserContent
 
 if TYPE_CHECKING:
+    from agents.memory import SessionSettings
+
+    from ..state import StateModule
     from ._manager import SessionManager
+    from ._sdk_session import ChatruntimeSession
 
 
 class UserSessions:
@@ -98,3 +110,65 @@ class UserSessions:
         ) as events:
             async for event in events:
                 yield event
+
+    def sdk_session(
+        self, session_id: str, *, settings: SessionSettings | None = None
+    ) -> ChatruntimeSession:
+        """See :meth:`SessionManager.sdk_session`."""
+        return self.manager.sdk_session(session_id, self.user_id, settings=settings)
+
+    async def refresh_session(self, session_id: str) -> Result[ChatSession]:
+        return await self.manager.refresh_session(session_id, user_id=self.user_id)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def save_checkpoint(
+        self, session_id: str, label: str | None = None, data: dict[str, Any] | None = None
+    ) -> Result[Checkpoint]:
+        return await self.manager.save_checkpoint(session_id, label, data, user_id=self.user_id)
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Result[Checkpoint]:
+        return await self.manager.get_checkpoint(session_id, checkpoint_id, user_id=self.user_id)
+
+    async def get_latest_checkpoint(self, session_id: str) -> Result[Checkpoint]:
+        return await self.manager.get_latest_checkpoint(session_id, user_id=self.user_id)
+
+    async def list_checkpoints(self, session_id: str) -> Result[list[Checkpoint]]:
+        return await self.manager.list_checkpoints(session_id, user_id=self.user_id)
+
+    async def get_checkpoint_history(
+        self, session_id: str, checkpoint_id: str
+    ) -> Result[list[HistoryItem]]:
+        return await self.manager.get_checkpoint_history(
+            session_id, checkpoint_id, user_id=self.user_id
+        )
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> Result[None]:
+        return await self.manager.delete_checkpoint(session_id, checkpoint_id, user_id=self.user_id)
+
+    async def clear_checkpoints(self, session_id: str) -> Result[int]:
+        return await self.manager.clear_checkpoints(session_id, user_id=self.user_id)
+
+    async def restore_checkpoint(self, session_id: str, checkpoint_id: str) -> Result[ChatSession]:
+        return await self.manager.restore_checkpoint(
+            session_id, checkpoint_id, user_id=self.user_id
+        )
+
+    async def fork_session(
+        self, session_id: str, checkpoint_id: str | None = None, name: str | None = None
+    ) -> Result[ChatSession]:
+        return await self.manager.fork_session(
+            session_id, checkpoint_id, name, user_id=self.user_id
+        )
+
+    # -- state modules ----------------------------------------------------------------------
+
+    async def save_session_state(self, session_id: str, **modules: StateModule) -> Result[None]:
+        return await self.manager.save_session_state(session_id, self.user_id, **modules)
+
+    async def load_session_state(
+        self, session_id: str, allow_not_exist: bool = True, **modules: StateModule
+    ) -> Result[list[str]]:
+        return await self.manager.load_session_state(
+            session_id, self.user_id, allow_not_exist, **modules
+        )

@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agents import RunConfig
+
 from ..models import (
     FunctionCallItem,
     FunctionCallResultItem,
@@ -60,10 +62,28 @@ class WindowPolicy(abc.ABC):
         same items as on the whole history; when not, the manager reads twice as many."""
         return True
 
+    async def before_turn(
+        self, history: Sequence[HistoryItem], new_message: str, *, run_config: RunConfig
+    ) -> list[HistoryItem]:
+        """Items to store before a turn's own, made with a model call if need be (a
+        :class:`~chatruntime.session.Summarize` window's summary). The default makes none.
+
+        The manager calls it under the session's lock, before the turn's input is built; the
+        items it returns are stored in the turn's write, before the user's message, and
+        :meth:`apply` sees them at the end of ``history``.
+
+        Args:
+            history: The stored history, or as much of its end as :meth:`tail_suffices`
+                asked for.
+            new_message: The text of the message this turn sends.
+            run_config: The turn's run configuration (its model provider included).
+        """
+        return []
+
     def apply(self, history: Sequence[HistoryItem], new_message: str) -> list[HistoryItem]:
         """The items to send: a suffix of ``history`` that splits no call or step."""
         start = max(0, min(self.cut(history, new_message), len(history)))
-        while start < len(history) and not _opens_step(history, start):
+        while start < len(history) and not opens_step(history, start):
             start += 1
         return list(history[start:])
 
@@ -149,7 +169,7 @@ def _sent_text(item: HistoryItem) -> str:
     )
 
 
-def _opens_step(history: Sequence[HistoryItem], index: int) -> bool:
+def opens_step(history: Sequence[HistoryItem], index: int) -> bool:
     """Whether the kept input may start at ``index`` without splitting anything."""
     item = history[index]
     if isinstance(item, FunctionCallResultItem):

@@ -3,7 +3,18 @@ every store enforces (:func:`check_write`)."""
 
 from __future__ import annotations
 
-from ..models import BusyError, ConflictError, InvalidInputError, SessionHeader
+from typing import TYPE_CHECKING
+
+from ..models import (
+    BusyError,
+    ConflictError,
+    InvalidInputError,
+    LimitExceededError,
+    SessionHeader,
+)
+
+if TYPE_CHECKING:
+    from ._protocol import CreateLimits
 
 
 def session_exists(session_id: str) -> ConflictError:
@@ -65,3 +76,78 @@ def check_same_agent(header: SessionHeader, stored_agent_id: str) -> None:
             agent_id=header.agent_id,
             stored_agent_id=stored_agent_id,
         )
+
+
+def check_write_options(
+    header: SessionHeader,
+    expected_revision: int | None,
+    keep: int | None,
+    limits: CreateLimits | None,
+) -> None:
+    """``keep`` goes with updates, ``limits`` with creations (see ``write_session``).
+
+    Raises:
+        InvalidInputError: Either is given to the other kind of write, or ``keep`` < 0.
+    """
+    if keep is not None and (expected_revision is None or keep < 0):
+        raise InvalidInputError(
+            f"keep={keep} needs an update (an expected_revision) and a count of 0 or more",
+            session_id=header.id,
+            keep=keep,
+        )
+    if limits is not None and expected_revision is not None:
+        raise InvalidInputError(
+            "limits apply to creating a session, not to an update", session_id=header.id
+        )
+
+
+def check_keep(session_id: str, keep: int | None, stored_count: int) -> None:
+    """A write cannot keep more items than are stored.
+
+    Raises:
+        InvalidInputError: ``keep`` is more than ``stored_count``.
+    """
+    if keep is not None and keep > stored_count:
+        raise InvalidInputError(
+            f"cannot keep {keep} items of session {session_id}: it has {stored_count}",
+            session_id=session_id,
+            keep=keep,
+            stored_count=stored_count,
+        )
+
+
+def limit_exceeded(limits: CreateLimits, header: SessionHeader, total: int, of_user: int) -> None:
+    """Raise when creating ``header`` passes a cap, given the live sessions counted.
+
+    Args:
+        limits: The caps.
+        header: The session to create.
+        total: Live sessions in the store now.
+        of_user: Live sessions of ``header.user_id`` now (ignored without a user).
+
+    Raises:
+        LimitExceededError: A cap is reached already.
+    """
+    if limits.max_sessions is not None and total >= limits.max_sessions:
+        raise LimitExceededError(
+            f"cannot create another session: the store holds its limit of "
+            f"{limits.max_sessions} (delete or let some expire first)",
+            limit="max_sessions",
+            max_sessions=limits.max_sessions,
+        )
+    if (
+        limits.max_sessions_per_user is not None
+        and header.user_id is not None
+        and of_user >= limits.max_sessions_per_user
+    ):
+        raise LimitExceededError(
+            f"cannot create another session for this user: they have their limit of "
+            f"{limits.max_sessions_per_user} (delete or let some expire first)",
+            limit="max_sessions_per_user",
+            max_sessions_per_user=limits.max_sessions_per_user,
+        )
+
+
+def is_live(header: SessionHeader, now: int) -> bool:
+    """Whether ``header`` is not expired at ``now`` (epoch ms)."""
+    return header.expires_at is None or header.expires_at > now

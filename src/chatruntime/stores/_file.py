@@ -17,6 +17,7 @@ from ..models import (
     LIST_LIMIT_DEFAULT,
     AgentSpec,
     ChatSession,
+    Checkpoint,
     CorruptDataError,
     HistoryItem,
     InvalidInputError,
@@ -28,14 +29,21 @@ from ..models import (
     is_uuid,
     require_uuid,
 )
-from ._errors import busy, check_revision_step
+from ._errors import busy, check_revision_step, check_write_options
+from ._file_checkpoints import CheckpointFiles
 from ._file_codec import Unreadable, decode_record, encode_record
 from ._file_io import ensure_dir, fsync_dir, list_dir, read_file, remove, write_atomically
 from ._file_sessions import LeaseGrant, SessionFiles, logger
 from ._keyed_locks import KeyedLocks
-from ._lease import poll
+from ._lease import poll, run_to_end
 from ._paging import check_listing, page_from_sorted
-from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
+from ._protocol import (
+    DEFAULT_LEASE_TIMEOUT,
+    DEFAULT_LEASE_TTL,
+    CorruptRecord,
+    CreateLimits,
+    Lease,
+)
 
 DEFAULT_FOLD_MIN_BYTES = 256 * 1024
 DEFAULT_FOLD_RATIO = 0.5
@@ -63,6 +71,8 @@ class FileStore:
         root/
           sessions/<agentId>/<sessionId>.json     the session as of its last fold
           sessions/<agentId>/<sessionId>.journal  writes since then, one JSON line each
+          sessions/<agentId>/<sessionId>.checkpoints/<checkpointId>.json
+                                                  its checkpoints, one file each
           agents/<agentId>.json
           index.sqlite3 (+ -wal, -shm)            the listing index, derived from the files
           sessions.lock                           empty; its bytes are the sessions' locks
@@ -78,7 +88,20 @@ class FileStore:
     turn 2,000. The journal is folded into the ``.json`` when it outgrows ``fold_min_bytes``
     and ``fold_ratio`` times the ``.json``'s size, and on :meth:`close` for every session
     this store wrote. So the ``.json`` alone is the complete record of a session whenever no
-    store has it open; after a crash the journal holds the rest, and every reader replays it.
+    store has it open; after a crash the journal holds the rest, and every reader replays it,
+    until the next store to open the folder finds it and folds it on its :meth:`close`: it
+    finds the journals of the sessions the dead process was writing when it opens (and at
+    every listing or count), and any other when it takes a session's lease.
+
+    **Rewinding** (``write_session(..., keep=N)``) writes the session's ``.json`` anew, with
+    its first ``N`` items and the new ones, atomically like a fold: a crash leaves the old
+    history or the new one.
+
+    **Expiry and limits.** :meth:`count_sessions` and :meth:`expired_sessions` read the
+    index (it keeps each session's ``expiresAt``, with an index by it). A creation with
+    ``limits`` counts the live sessions and creates its own under one exclusive lock of
+    ``sessions.lock`` that every creation takes (shared when it checks no limits), so the
+    limits hold exactly however many processes create at once.
 
     **Listing** (:meth:`list_sessions`, :meth:`count_sessions`) reads ``index.sqlite3``
     alone: one row per session, updated in the same locked step as every write, with an
@@ -98,6 +121,21 @@ class FileStore:
     written to take it), so writes are serialised, revisions are checked against what is on
     disk, and a write by another process is seen by the next call here. The operating
     system drops the locks of a process that dies.
+
+    **Leftovers.** A process killed while it wrote a snapshot (a create, fold or rewind)
+    may leave its temporary file, ``.<sessionId>.json.tmp``. Each session has one such name
+    only, so the session's next snapshot write replaces it, and the next store to open the
+    folder (or to list or count) removes it with the rest that dead process left (see
+    ``_file_sessions.SessionFiles.settle_pending``); a rebuild of the index removes any it
+    finds, also those of earlier versions, which named them at random. No call scans the
+    folder for them.
+
+    **Read-only.** ``read_only=True``, or a folder where ``sessions.lock`` or
+    ``index.sqlite3`` cannot be created or written (permissions, a read-only file system;
+    with the default ``read_only=None``): the store opens without creating or changing
+    anything, and reads, lists and counts as usual (its index then lives in memory, built
+    from the files when it opens: see ``_file_readonly``). Every change, and a session's
+    lease, raises ``StorageError`` saying the store is read-only and why.
 
     **Damaged files** are reported, never rewritten or removed: :meth:`scan_sessions`
     yields a ``CorruptRecord`` with path and reason for each, and every call about such a
@@ -124,6 +162,9 @@ class FileStore:
         fold_min_bytes: A journal smaller than this is never folded before ``close()``.
         fold_ratio: Fold once the journal reaches this share of the ``.json``'s size (keeps
             the average cost of a turn independent of the history's length).
+        read_only: ``True``: open read-only; ``False``: open for writing, and fail where the
+            folder cannot be written; ``None`` (the default): read-only only where the
+            folder cannot be written.
 
     Raises:
         ValueError: ``fold_min_bytes`` or ``fold_ratio`` is negative.
@@ -135,6 +176,7 @@ class FileStore:
         *,
         fold_min_bytes: int = DEFAULT_FOLD_MIN_BYTES,
         fold_ratio: float = DEFAULT_FOLD_RATIO,
+        read_only: bool | None = None,
     ) -> None:
         if fold_min_bytes < 0 or fold_ratio < 0:
             raise ValueError(
@@ -144,8 +186,9 @@ class FileStore:
         self._root = Path(root)
         self._agents_dir = self._root / "agents"
         self._sessions = SessionFiles(
-            self._root, fold_min_bytes=fold_min_bytes, fold_ratio=fold_ratio
+            self._root, fold_min_bytes=fold_min_bytes, fold_ratio=fold_ratio, read_only=read_only
         )
+        self._checkpoints = CheckpointFiles(self._sessions)
         self._opening = anyio.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
         # Writes of one session in this process queue here rather than each holding a
@@ -155,7 +198,7 @@ class FileStore:
         # lease over at once instead of at the next poll.
         self._lease_locks = KeyedLocks()
         self._journaled: set[str] = set()
-        """Sessions this store left a journal for, to fold on close()."""
+        """Sessions this store left a journal for, or found one in, to fold on close()."""
 
     def __repr__(self) -> str:
         return f"FileStore({str(self._root)!r})"
@@ -165,9 +208,17 @@ class FileStore:
         """The folder this store keeps its files in."""
         return self._root
 
+    @property
+    def read_only(self) -> str | None:
+        """Why the store is open read-only (see the class docs), or ``None`` if it is not
+        (or not open yet)."""
+        return self._sessions.read_only_reason if self._sessions.is_open else None
+
     async def initialize(self) -> None:
         """Create the folders under ``root`` (and ``root`` itself) if they are missing, and
-        open the index (building it from the files if it is missing or cannot be trusted).
+        open the index (building it from the files if it is missing or cannot be trusted);
+        clear up after writers that died (see the class docs). Read-only, it creates and
+        changes nothing: it builds the index in memory.
 
         Other calls do this themselves on first use.
 
@@ -175,11 +226,13 @@ class FileStore:
             StorageError: A folder cannot be created, e.g. a file is in its place.
         """
         await self._ready()
-        await self._run(ensure_dir, self._agents_dir)
+        if self.read_only is None:
+            await self._run(ensure_dir, self._agents_dir)
 
     async def close(self) -> None:
-        """Fold every journal this store wrote into its session's ``.json``, and close the
-        index (the last store to close one flushes it to disk).
+        """Fold every journal this store wrote, or found left by a process that died, into
+        its session's ``.json``, and close the index (the last store to close one flushes it
+        to disk).
 
         Sessions that turned out damaged are left as they are. The store may be used (or
         initialized) again afterwards.
@@ -188,6 +241,10 @@ class FileStore:
             StorageError: Some journals could not be folded; they stay valid and readable.
         """
         failures: list[StorageError] = []
+        if self._sessions.is_open:
+            self._journaled |= self._sessions.take_orphans()
+        if self.read_only is not None:
+            self._journaled.clear()
         for session_id in sorted(self._journaled):
             async with self._write_locks.hold(session_id):
                 try:
@@ -216,6 +273,7 @@ class FileStore:
         """Write ``agents/<id>.json`` atomically, replacing any previous version."""
         path = self._agent_path(spec.id)
         data = encode_record(spec)
+        await self._writable(f"save agent {spec.id}")
 
         def save() -> None:
             ensure_dir(self._agents_dir)
@@ -250,6 +308,7 @@ class FileStore:
     async def delete_agent(self, agent_id: str) -> bool:
         """Remove ``agents/<id>.json``; ``False`` if there was none. Sessions stay."""
         path = self._agent_path(agent_id)
+        await self._writable(f"delete agent {agent_id}")
 
         def delete() -> bool:
             if not remove(path):
@@ -275,10 +334,19 @@ class FileStore:
                 if found is not None:
                     yield found
 
-    async def count_sessions(self) -> int:
-        """How many sessions the index holds (damaged ones included)."""
+    async def count_sessions(
+        self, *, user_id: str | None = None, live_at: int | None = None
+    ) -> int:
+        """How many sessions the index holds (damaged ones included), of ``user_id`` only
+        and not expired at ``live_at`` (epoch ms) if given."""
         await self._ready()
-        return await self._run(self._sessions.count)
+        return await self._run(self._sessions.count, user_id, live_at)
+
+    async def expired_sessions(self, now: int, *, limit: int = 1000) -> list[str]:
+        """Ids of up to ``limit`` sessions with ``expires_at <= now``, earliest expiry first,
+        from the index's expiry index."""
+        await self._ready()
+        return await self._run(self._sessions.expired, now, limit)
 
     async def list_sessions(
         self,
@@ -345,42 +413,64 @@ class FileStore:
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         """Create a session (``expected_revision=None``) or journal one write to it.
 
-        A create writes the whole ``.json``; an update appends one line to the journal and
-        needs ``header.revision == expected_revision + 1``. Given this store's ``lease`` on
-        the session, a successful write gives it back in the same step
+        A create writes the whole ``.json`` (with ``limits``, only if the live sessions
+        leave room: see the class docs); an update appends one line to the journal and
+        needs ``header.revision == expected_revision + 1``, or with ``keep`` writes the
+        ``.json`` anew with the first ``keep`` stored items and ``new_items``. Given this
+        store's ``lease`` on the session, a successful write gives it back in the same step
         (``lease.released``).
 
         Raises:
             ConflictError: The session exists (create), is missing or moved on (update).
             InvalidInputError: Ids are not UUIDs, the revision does not follow
-                ``expected_revision``, or the header names another agent than the stored one.
+                ``expected_revision``, the header names another agent than the stored one,
+                or ``keep``/``limits`` do not fit the write (see ``SessionStore``).
+            LimitExceededError: Creating would pass one of ``limits``; nothing was written.
             CorruptDataError: The stored session is damaged; it is left untouched.
-            StorageError: The write failed; the stored session is unchanged.
+            StorageError: The write failed, or the store is read-only; the stored session
+                is unchanged.
         """
         require_uuid(header.id, "session id")
         require_uuid(header.agent_id, "agent id")
+        check_write_options(header, expected_revision, keep, limits)
         check_revision_step(header, expected_revision)
         items = list(new_items)
-        give_back = (
-            isinstance(lease, _FileLease)
+        held = (
+            lease
+            if isinstance(lease, _FileLease)
             and lease.store is self
             and lease.session_id == header.id
             and not lease.released
+            else None
         )
-        await self._ready()
+        await self._writable(f"write session {header.id}")
+
+        def write() -> None:
+            # The bookkeeping is done here, in the worker thread, with the write: a caller
+            # cancelled meanwhile cannot leave it behind what reached the disk.
+            if expected_revision is None:
+                self._sessions.create(header, items, limits)
+                remains = False
+            elif keep is not None:
+                self._sessions.rewrite(header, items, expected_revision, keep)
+                remains = False
+            else:
+                remains = self._sessions.append(header, items, expected_revision)
+            if remains:
+                self._journaled.add(header.id)
+            else:
+                self._journaled.discard(header.id)
+            if held is not None:
+                self._sessions.release_lease(header.id)
+                held.released = True
+
         async with self._write_locks.hold(header.id):
-            journal_remains = await self._run(
-                self._write, header, items, expected_revision, give_back, shielded=True
-            )
-        if give_back and lease is not None:
-            lease.released = True
-        if journal_remains:
-            self._journaled.add(header.id)
-        else:
-            self._journaled.discard(header.id)
+            await self._run(write, shielded=True)
 
     async def delete_session(self, session_id: str) -> bool:
         """Remove the session's ``.json`` and journal; ``False`` if there was none.
@@ -389,11 +479,58 @@ class FileStore:
             CorruptDataError: The session is damaged; it is left for a person to inspect.
         """
         require_uuid(session_id, "session_id")
-        await self._ready()
+        await self._writable(f"delete session {session_id}")
         async with self._write_locks.hold(session_id):
             deleted = await self._run(self._sessions.delete, session_id, shielded=True)
         self._journaled.discard(session_id)
         return deleted
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Write ``<sessionId>.checkpoints/<checkpointId>.json`` atomically beside the
+        session, replacing a checkpoint with the same id.
+
+        Raises:
+            ConflictError: The session does not exist (checkpoints live with it).
+            StorageError: It cannot be written, or the store is read-only.
+        """
+        require_uuid(checkpoint.session_id, "session_id")
+        require_uuid(checkpoint.id, "checkpoint_id")
+        await self._writable(f"save a checkpoint of session {checkpoint.session_id}")
+        await self._run(self._checkpoints.save, checkpoint, shielded=True)
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        """One checkpoint of the session, or ``None``.
+
+        Raises:
+            CorruptDataError: Its file cannot be read (path and reason in ``details``).
+            StoreVersionError: It was written by a newer chatruntime.
+        """
+        require_uuid(session_id, "session_id")
+        require_uuid(checkpoint_id, "checkpoint_id")
+        await self._ready()
+        return await self._run(self._checkpoints.get, session_id, checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Every checkpoint of the session, newest first; damaged files are logged and left
+        out (``get_checkpoint`` reports them)."""
+        require_uuid(session_id, "session_id")
+        await self._ready()
+        return await self._run(self._checkpoints.list, session_id)
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        """Remove one checkpoint's file; ``False`` if there was none."""
+        require_uuid(session_id, "session_id")
+        require_uuid(checkpoint_id, "checkpoint_id")
+        await self._writable(f"delete a checkpoint of session {session_id}")
+        return await self._run(self._checkpoints.delete, session_id, checkpoint_id, shielded=True)
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        """Remove every checkpoint of the session (and its folder); how many there were."""
+        require_uuid(session_id, "session_id")
+        await self._writable(f"clear the checkpoints of session {session_id}")
+        return await self._run(self._checkpoints.clear, session_id, shielded=True)
 
     @asynccontextmanager
     async def lease(
@@ -415,9 +552,10 @@ class FileStore:
 
         Raises:
             BusyError: Not granted within ``timeout`` (details: ``session_id``, ``timeout``).
+            StorageError: The store is read-only.
         """
         require_uuid(session_id, "session_id")
-        await self._ready()
+        await self._writable(f"take the lease of session {session_id}")
         deadline = anyio.current_time() + max(timeout, 0.0)
         if not await self._lease_locks.acquire(session_id, timeout=max(timeout, 0.0)):
             raise busy(session_id, timeout)
@@ -431,6 +569,10 @@ class FileStore:
             )
             if grant is None:
                 raise busy(session_id, timeout)
+            if grant.journal:
+                # Maybe left by a process that died: folded on close() if still there, so
+                # the .json is the whole record again once no store has the folder open.
+                self._journaled.add(session_id)
             held = _FileLease(
                 session_id=session_id,
                 revision=grant.revision,
@@ -456,38 +598,37 @@ class FileStore:
             if not self._sessions.is_open:
                 await self._run(self._sessions.open, shielded=True)
 
-    def _write(
-        self,
-        header: SessionHeader,
-        items: list[HistoryItem],
-        expected_revision: int | None,
-        give_back: bool,
-    ) -> bool:
-        """Create or append (in a worker thread); ``True`` while a journal remains. Gives
-        back the session's lease after a successful write when ``give_back``."""
-        if expected_revision is None:
-            self._sessions.create(header, items)
-            remains = False
-        else:
-            remains = self._sessions.append(header, items, expected_revision)
-        if give_back:
-            self._sessions.release_lease(header.id)
-        return remains
+    async def _writable(self, action: str) -> None:
+        """Open the store if needed, and refuse ``action`` if it is open read-only.
+
+        Raises:
+            StorageError: The store is read-only (message: what and why).
+        """
+        await self._ready()
+        reason = self.read_only
+        if reason is not None:
+            raise StorageError(
+                f"cannot {action}: the file store {self._root} is open read-only ({reason})",
+                path=str(self._root),
+                reason=reason,
+            )
 
     async def _run(self, function: Callable[..., T], *args: object, shielded: bool = False) -> T:
         """Run a blocking function in one of this store's worker threads.
 
-        ``shielded`` is for changes: the caller's cancellation then waits for the thread's
-        result, so the in-memory bookkeeping never disagrees with what reached the disk.
+        ``shielded`` is for changes, and for taking and giving back locks: the call then
+        runs to its end even if the caller is cancelled meanwhile, by anyio or by a raw
+        ``Task.cancel()`` (see :func:`~._lease.run_to_end`), and the caller learns its
+        outcome before the cancellation reaches it. So a lock taken in the thread is never
+        lost to a caller that stopped waiting, and the in-memory bookkeeping never disagrees
+        with what reached the disk.
         """
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(_THREADS)
         call = partial(function, *args)
         if not shielded:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
-        with anyio.CancelScope(shield=True):
-            result = await anyio.to_thread.run_sync(call, limiter=self._limiter)
-        return result
+        return await run_to_end(partial(anyio.to_thread.run_sync, call, limiter=self._limiter))
 
     def _agent_path(self, agent_id: str) -> Path:
         return self._agents_dir / f"{require_uuid(agent_id, 'agent_id')}.json"

@@ -1,8 +1,9 @@
 """``FileStore``'s session index: ``<root>/index.sqlite3``, the listing's source.
 
-One row per session (id, agent, user, status, last activity, revision, header JSON), with an
-index per listing filter ordered like listings (``last_activity DESC, id DESC``), so a page
-costs what its rows cost, however many sessions there are. The session files stay the
+One row per session (id, agent, user, status, last activity, expiry, revision, header JSON),
+with an index per listing filter ordered like listings (``last_activity DESC, id DESC``), so a
+page costs what its rows cost, however many sessions there are, and one by expiry, so
+finding expired sessions costs what the expired ones cost. The session files stay the
 truth; the index is derived from them, and deleting it while no store has the folder open
 makes the next store rebuild it.
 
@@ -56,8 +57,8 @@ from ._paging import Position
 
 logger = logging.getLogger("chatruntime.stores")
 
-INDEX_VERSION: Final = 2
-"""Version of the index's tables; an index of another version is rebuilt."""
+INDEX_VERSION: Final = 3
+"""Version of the index's tables; an index of another version is rebuilt (3: ``expires_at``)."""
 INDEX_NAME: Final = "index.sqlite3"
 _BUSY_TIMEOUT_MS: Final = 10_000
 _OWNED_MOST: Final = 512
@@ -71,6 +72,7 @@ CREATE TABLE sessions (
     user_id TEXT,
     status TEXT,
     last_activity INTEGER,
+    expires_at INTEGER,
     revision INTEGER,
     header TEXT
 );
@@ -79,19 +81,23 @@ CREATE INDEX sessions_by_agent ON sessions (agent_id, last_activity DESC, id DES
 CREATE INDEX sessions_by_user ON sessions (user_id, last_activity DESC, id DESC)
     WHERE user_id IS NOT NULL;
 CREATE INDEX sessions_by_status ON sessions (status, last_activity DESC, id DESC);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at, id) WHERE expires_at IS NOT NULL;
 CREATE TABLE pending (id TEXT NOT NULL, owner INTEGER NOT NULL, PRIMARY KEY (id, owner))
     WITHOUT ROWID;
 CREATE INDEX pending_by_owner ON pending (owner);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_COLUMNS = "id, agent_id, user_id, status, last_activity, expires_at, revision, header"
 _UPSERT = (
-    "INSERT INTO sessions (id, agent_id, user_id, status, last_activity, revision, header) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
+    f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
     "user_id = excluded.user_id, status = excluded.status, "
-    "last_activity = excluded.last_activity, revision = excluded.revision, "
-    "header = excluded.header"
+    "last_activity = excluded.last_activity, expires_at = excluded.expires_at, "
+    "revision = excluded.revision, header = excluded.header"
 )
-_ROW_VALUES = tuple[str, str, str | None, str | None, int | None, int | None, str | None]
+_ROW_VALUES = tuple[
+    str, str, str | None, str | None, int | None, int | None, int | None, str | None
+]
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ Scanner = Callable[[], Iterable[Found]]
 def _row(found: Found) -> _ROW_VALUES:
     header = found.header
     if header is None:
-        return (found.session_id, found.agent_id, None, None, None, None, None)
+        return (found.session_id, found.agent_id, None, None, None, None, None, None)
     encoded = found.header_json if found.header_json is not None else encode_header(header)
     return (
         found.session_id,
@@ -144,6 +150,7 @@ def _row(found: Found) -> _ROW_VALUES:
         header.user_id,
         header.status,
         header.context.last_activity,
+        header.expires_at,
         header.revision,
         encoded.decode(),
     )
@@ -223,6 +230,11 @@ class SessionIndex:
         self._unsettled: set[str] = set()
         """Sessions whose row this index failed to write (their entries must stay)."""
         self._owned_guard = threading.Lock()
+
+    @property
+    def owner(self) -> int | None:
+        """This index's owner number while it is open (see :meth:`pending`)."""
+        return self._owner
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -316,19 +328,8 @@ class SessionIndex:
         self.close_connections()
         for suffix in ("", "-wal", "-shm"):
             remove(Path(f"{self.path}{suffix}"))
-        count = 0
         with self._transaction() as conn:
-            for statement in _SCHEMA.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-            batch: list[_ROW_VALUES] = []
-            for found in scan():
-                batch.append(_row(found))
-                if len(batch) >= _REBUILD_BATCH:
-                    count += self._insert_new(conn, batch)
-                    batch = []
-            count += self._insert_new(conn, batch)
+            count = self._fill(conn, scan)
         logger.info(
             "rebuilt the session index %s: %d sessions in %.1fs",
             self.path,
@@ -336,14 +337,29 @@ class SessionIndex:
             time.monotonic() - started,
         )
 
+    @classmethod
+    def _fill(cls, conn: sqlite3.Connection, scan: Scanner) -> int:
+        """Create the tables in an empty database and a row for each session ``scan``
+        finds; how many sessions that is."""
+        for statement in _SCHEMA.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+        count = 0
+        batch: list[_ROW_VALUES] = []
+        for found in scan():
+            batch.append(_row(found))
+            if len(batch) >= _REBUILD_BATCH:
+                count += cls._insert_new(conn, batch)
+                batch = []
+        return count + cls._insert_new(conn, batch)
+
     @staticmethod
     def _insert_new(conn: sqlite3.Connection, rows: list[_ROW_VALUES]) -> int:
         # OR IGNORE: a session found under two agents keeps the first folder's copy.
         before = conn.total_changes
         conn.executemany(
-            "INSERT OR IGNORE INTO sessions (id, agent_id, user_id, status, last_activity, "
-            "revision, header) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            f"INSERT OR IGNORE INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
         )
         return conn.total_changes - before
 
@@ -612,9 +628,33 @@ class SessionIndex:
         entry = None if row[0] is None else Entry(row[0], row[1])
         return entry, bool(row[2])
 
-    def count(self) -> int:
+    def count(self, *, user_id: str | None = None, live_at: int | None = None) -> int:
+        """Rows (sessions, damaged ones included), of ``user_id`` only and not expired at
+        ``live_at`` (epoch ms) if given."""
+        where: list[str] = []
+        values: list[object] = []
+        if user_id is not None:
+            where.append("user_id = ?")
+            values.append(user_id)
+        if live_at is not None:
+            where.append("(expires_at IS NULL OR expires_at > ?)")
+            values.append(live_at)
+        sql = "SELECT count(*) FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self._connection() as conn:
-            return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+            return int(conn.execute(sql, values).fetchone()[0])
+
+    def expired(self, now: int, limit: int) -> list[str]:
+        """Ids of up to ``limit`` sessions with ``expires_at <= now``, earliest first (a walk
+        down the expiry index)."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                "ORDER BY expires_at, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def page(
         self,

@@ -152,19 +152,39 @@ def ensure_dir(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def write_atomically(path: Path, data: bytes) -> os.stat_result:
+def temporary_of(path: Path) -> Path:
+    """The one temporary name of ``path`` for writers that hold its lock (see
+    :func:`write_atomically`): ``.<name>.tmp`` beside it."""
+    return path.with_name(f".{path.name}{TEMPORARY_SUFFIX}")
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def write_atomically(path: Path, data: bytes, *, locked: bool = False) -> os.stat_result:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
 
     Writes a temporary file in the same directory, syncs it, renames it over ``path`` and
     syncs the directory. Returns the stat of the new file.
 
+    ``locked``: the caller holds a lock that no other writer of ``path`` gets past (a
+    session's lock, for its snapshot and checkpoints). The temporary file then has one fixed
+    name (:func:`temporary_of`), so one left by a writer killed before its rename is
+    overwritten by the next write, and whoever finds it while holding the lock knows it is
+    such a leftover. Without a lock, its name is random, so concurrent writers never share one.
+
     If that last directory sync fails where ``path`` did not exist before, the new file is
     removed again before the error is raised, so a failed create leaves nothing behind. (A
     replaced file cannot be put back: then the new content stays, not known to be durable.)
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    if locked:
+        temporary = temporary_of(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    else:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(temporary, flags, 0o644)
         try:
             _write_all(fd, data)
             os.fsync(fd)

@@ -8,6 +8,10 @@ own, the index's lock and the "a store has this folder open" lock at fixed offse
 never grows, and taking or giving back a lock writes nothing: it costs one ``fcntl`` call.
 The kernel drops every lock of a process that dies, so a crashed holder never blocks anyone.
 
+A store open read-only opens the file for reading only, which takes shared locks (all it
+needs to read) but no exclusive ones; when the file is missing or cannot be opened at all,
+it locks only between its own threads (see :class:`LockFile`).
+
 On Linux the locks are open-file-description locks (``F_OFD_SETLK``): they belong to the
 descriptor, and the kernel runs no deadlock detection over them. Elsewhere they are classic
 POSIX record locks (``lockf``), which belong to the process and are all dropped when *any*
@@ -46,6 +50,8 @@ _OFD = hasattr(fcntl, "F_OFD_SETLKW") and hasattr(fcntl, "F_OFD_SETLK")
 # alignment of its 64-bit members ("0q"), which native mode computes for this platform.
 _FLOCK = "hhqqi0q"
 _DEADLOCK_RETRY = 0.005
+_NO_FILE: Final = -2
+"""``LockFile._fd`` of a read-only lock file that could not be opened: no OS locks."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ INDEX: Final = Slot(0)
 """Shared by every change to session files, exclusive while the index is rebuilt."""
 PRESENCE: Final = Slot(1)
 """Shared by every open store; whoever gets it exclusively is the last one open."""
+CREATE: Final = Slot(2)
+"""Shared by every creation of a session, exclusive by one that checks creation limits: so
+the sessions it counts cannot change under it, in any process, until it has created its own."""
 
 
 def _session_number(session_id: str) -> int:
@@ -100,10 +109,18 @@ class LockFile:
     """The byte-range locks of one lock file, for every thread of this process.
 
     Get it with :func:`lock_file_for`, so stores of one process on one folder share it.
+
+    Args:
+        path: The lock file.
+        read_only: Open it for reading only, without creating it: shared locks work, an
+            exclusive one raises ``StorageError``. If it is missing or cannot be opened, locks
+            hold between this process's threads only (a folder nobody can write to has no
+            writer to keep out).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._fd = -1
         self._changed = threading.Condition(threading.Lock())
         self._held: dict[int, _Held] = {}
@@ -142,7 +159,9 @@ class LockFile:
         # The OS lock is taken without the guard, so a wait for another process does not hold
         # up this process's locks on other bytes.
         try:
-            granted = _lock(fd, offset, fcntl.F_RDLCK if shared else fcntl.F_WRLCK, wait)
+            granted = fd == _NO_FILE or _lock(
+                fd, offset, fcntl.F_RDLCK if shared else fcntl.F_WRLCK, wait
+            )
         except OSError as error:
             self._forget(offset)
             raise storage_error("lock", self.path, error) from error
@@ -171,7 +190,8 @@ class LockFile:
                 return
             del self._held[offset]
             try:
-                _unlock(self._fd, offset)
+                if self._fd != _NO_FILE:
+                    _unlock(self._fd, offset)
             except OSError:
                 # Cannot happen for a byte this process holds; if it did, the lock would
                 # stay until the process ends, which only makes others wait.
@@ -184,7 +204,13 @@ class LockFile:
             self._changed.notify_all()
 
     def _open(self) -> None:
-        if self._fd >= 0:
+        if self._fd >= 0 or self._fd == _NO_FILE:
+            return
+        if self.read_only:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._fd = _NO_FILE
             return
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -238,17 +264,19 @@ def _unlock(fd: int, offset: int) -> None:
         fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
 
 
-_registry: dict[str, LockFile] = {}
+_registry: dict[tuple[str, bool], LockFile] = {}
 _registry_guard = threading.Lock()
 
 
-def lock_file_for(path: Path) -> LockFile:
-    """The one :class:`LockFile` of this process for ``path`` (opened on first use)."""
-    key = os.path.realpath(path)
+def lock_file_for(path: Path, *, read_only: bool = False) -> LockFile:
+    """The one :class:`LockFile` of this process for ``path`` (opened on first use), or the
+    one for reading only. (Two open file descriptions of one file: on Linux their locks
+    exclude each other as those of two processes do.)"""
+    key = (os.path.realpath(path), read_only)
     with _registry_guard:
         found = _registry.get(key)
         if found is None:
-            found = LockFile(Path(key))
+            found = LockFile(Path(key[0]), read_only=read_only)
             _registry[key] = found
         return found
 

@@ -5,10 +5,16 @@ Each session lives in ``sessions/<agentId>/`` as
 - ``<sessionId>.json``: the snapshot, the complete record as of its ``revision``;
 - ``<sessionId>.journal``: the writes since, one line each (see ``_file_codec``).
 
+- ``<sessionId>.checkpoints/``: its checkpoints (see ``_file_checkpoints``).
+
 The session is the snapshot followed by the journal lines whose revision is above the
 snapshot's. A write appends one line; a fold writes the replayed session as the new snapshot
 and then removes the journal. A fold that dies between the two leaves lines the snapshot
-already holds, which replay skips and the next write removes.
+already holds, which replay skips and the next write removes. A rewind (``keep``) is the
+same with a shorter history: a new snapshot at the write's revision, then the journal goes.
+Snapshots are written through one temporary name per session, ``.<sessionId>.json.tmp``;
+one left by a killed writer is removed by whoever settles that writer's sessions
+(:meth:`SessionFiles.settle_pending`), or by a rebuild of the index.
 
 Every change to a session holds the session's lock exclusively (and the index's lock
 shared: see ``_file_index``), every read holds it shared; both are byte-range locks in
@@ -46,7 +52,15 @@ from ..models import (
     StoreVersionError,
     is_uuid,
 )
-from ._errors import check_same_agent, session_exists, session_missing, stale_revision
+from ._errors import (
+    check_keep,
+    check_same_agent,
+    limit_exceeded,
+    session_exists,
+    session_missing,
+    stale_revision,
+)
+from ._file_checkpoints import CHECKPOINTS_SUFFIX, checkpoints_folder, remove_checkpoints
 from ._file_codec import (
     JournalEntry,
     JournalItems,
@@ -65,6 +79,7 @@ from ._file_codec import (
 )
 from ._file_index import Entry, Found, SessionIndex
 from ._file_io import (
+    TEMPORARY_SUFFIX,
     Identity,
     append_durably,
     ensure_dir,
@@ -77,13 +92,15 @@ from ._file_io import (
     read_file,
     remove,
     stat_or_none,
+    temporary_of,
     truncate_durably,
     write_atomically,
 )
-from ._file_locks import INDEX, LockFile, Slot, lock_file_for
+from ._file_locks import CREATE, INDEX, LockFile, Slot, lock_file_for
 from ._file_reading import Head, journal_tail, read_head, read_last_items
+from ._file_readonly import ReadOnlyIndex, denied
 from ._paging import Position
-from ._protocol import CorruptRecord
+from ._protocol import CorruptRecord, CreateLimits
 
 logger = logging.getLogger("chatruntime.stores")
 
@@ -180,10 +197,12 @@ class _State:
 
 @dataclass(frozen=True)
 class LeaseGrant:
-    """A lease just taken, and the session's revision if it could be read with it."""
+    """A lease just taken, the session's revision if it could be read with it, and whether
+    the session has a journal (to fold when the store closes, if nobody else does)."""
 
     revision: int | None
     known: bool
+    journal: bool = False
 
 
 class _TailMiss(Exception):
@@ -194,15 +213,36 @@ class SessionFiles:
     """Reads and writes sessions under ``root``; every method blocks (worker threads only).
 
     :meth:`open` must run first (it opens the lock file and the index).
+
+    Args:
+        root: The store's folder.
+        fold_min_bytes: See ``FileStore``.
+        fold_ratio: See ``FileStore``.
+        read_only: ``True``: open read-only; ``False``: open for writing or fail; ``None``:
+            open for writing, or read-only where the folder cannot be written (see
+            :meth:`open`).
     """
 
-    def __init__(self, root: Path, *, fold_min_bytes: int, fold_ratio: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fold_min_bytes: int,
+        fold_ratio: float,
+        read_only: bool | None = None,
+    ) -> None:
         self.root = root
         self.sessions_dir = root / "sessions"
         self._fold_min_bytes = fold_min_bytes
         self._fold_ratio = fold_ratio
+        self._read_only = read_only
+        self.read_only_reason: str | None = None
+        """Why the store is open read-only, or ``None`` while it is open for writing."""
         self._locks: LockFile | None = None
         self._index: SessionIndex | None = None
+        self._orphans: set[str] = set()
+        """Sessions with a journal left by a writer that died, found while settling it."""
+        self._orphans_guard = threading.Lock()
         # Memos, always checked against the files before use. Entries are immutable and
         # replaced whole, so threads may race on them without ever reading a torn one.
         self._agent_of: _Memo[str, str] = _Memo(_MEMO_SIZE)
@@ -220,7 +260,38 @@ class SessionFiles:
 
     def open(self) -> None:
         """Create the folders, open the lock file and the index (rebuilding it if needed),
-        settle what crashed writers left pending."""
+        settle what crashed writers left pending.
+
+        Read-only (``read_only=True``, or with ``read_only=None`` when a folder, the lock
+        file or the index cannot be created or written for lack of permission or on a
+        read-only file system): nothing is created or changed, and the index is built in
+        memory (see ``_file_readonly``); :attr:`read_only_reason` says why.
+
+        Raises:
+            StorageError: The folder cannot be opened (read-only neither, if it was asked
+                for or the reason is not a lack of permission).
+        """
+        self.read_only_reason = None
+        if self._read_only:
+            self._open_read_only("it was opened with read_only=True")
+            return
+        try:
+            self._open_writable()
+        except StorageError as error:
+            if self._read_only is False or not denied(error) or not os.path.isdir(self.root):
+                raise
+            logger.warning("opening the file store %s read-only: %s", self.root, error.message)
+            self._open_read_only(error.message)
+
+    def _open_read_only(self, reason: str) -> None:
+        locks = lock_file_for(self.root / LOCK_FILE_NAME, read_only=True)
+        index = ReadOnlyIndex(self.root, locks)
+        self.read_only_reason = reason
+        self._locks = locks
+        index.open(self._scan_for_index)
+        self._index = index
+
+    def _open_writable(self) -> None:
         ensure_dir(self.root)
         ensure_dir(self.sessions_dir)
         locks = lock_file_for(self.root / LOCK_FILE_NAME)
@@ -307,6 +378,18 @@ class SessionFiles:
             self.locks.release(slot)
 
     @contextmanager
+    def session_locked(self, session_id: str, *, shared: bool) -> Iterator[str | None]:
+        """Hold the session's lock, shared (to read) or exclusive (to change what belongs to
+        it, with ``INDEX`` shared as every change does), for the body; yields the agent
+        folder holding the session, or ``None`` if it does not exist."""
+        with self._reading(session_id) if shared else self._changing(session_id):
+            agent_id = self.find(session_id, search=False)
+            if agent_id is None:
+                entry = self.index.entry(session_id)
+                agent_id = self.find(session_id, entry.agent_id if entry else None)
+            yield agent_id
+
+    @contextmanager
     def _index_shared(self) -> Iterator[None]:
         # Held by whatever changes session files or index rows, so that a rebuild, which
         # holds it exclusively, reads files that do not change under it.
@@ -372,12 +455,7 @@ class SessionFiles:
 
     def session_names(self, agent_id: str) -> list[str]:
         """Ids of the snapshots in an agent's folder, sorted; other files are not sessions."""
-        found: list[str] = []
-        for name in list_dir(self.sessions_dir / agent_id):
-            stem, _, suffix = name.rpartition(".")
-            if f".{suffix}" == SNAPSHOT_SUFFIX and is_uuid(stem):
-                found.append(stem)
-        return found
+        return _session_names(list_dir(self.sessions_dir / agent_id))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -421,7 +499,12 @@ class SessionFiles:
         if not self.locks.acquire(slot, wait=False):
             return None
         try:
-            return LeaseGrant(self.revision(session_id), known=True)
+            with self._reading(session_id):
+                located = self._locate(session_id)
+                if located is None:
+                    return LeaseGrant(None, known=True)
+                state = self._inspect(session_id, *located)
+            return LeaseGrant(state.revision, known=True, journal=state.journal is not None)
         except StorageError:
             # A damaged session: whoever reads it next reports that; the lease stands.
             return LeaseGrant(None, known=False)
@@ -455,9 +538,13 @@ class SessionFiles:
                     session_id, str(error.details["path"]), error.details["reason"]
                 )
 
-    def count(self) -> int:
+    def count(self, user_id: str | None = None, live_at: int | None = None) -> int:
         self.settle_pending()
-        return self.index.count()
+        return self.index.count(user_id=user_id, live_at=live_at)
+
+    def expired(self, now: int, limit: int) -> list[str]:
+        self.settle_pending()
+        return self.index.expired(now, limit)
 
     def page(
         self,
@@ -486,17 +573,47 @@ class SessionFiles:
 
     def settle_pending(self) -> None:
         """Rewrite the index rows of sessions whose writer died between changing the files
-        and the index. A session being changed right now is skipped (its writer is alive)."""
+        and the index, and clear up after such writers (:meth:`_after_crash`). A session
+        being changed right now is skipped (its writer is alive).
+
+        Runs when the store opens and before every listing and count: so whatever a killed
+        process left is cleared by the next process that opens the folder, at the cost of
+        its own sessions only (the ``pending`` entries of a dead owner), never of a scan."""
         for session_id, owner in self.index.pending():
             slot = Slot.session(session_id)
             if not self.locks.acquire(slot, wait=False):
                 continue
             try:
                 with self._index_shared():
+                    if owner != self.index.owner:
+                        self._after_crash(session_id)
                     if self.index.settle(session_id, owner, self.current):
                         self._indexed.pop(session_id)
             finally:
                 self.locks.release(slot)
+
+    def _after_crash(self, session_id: str) -> None:
+        """A session a dead process was changing (its lock held): remove the temporary
+        snapshot a fold or create it was killed in may have left, and note a journal it
+        left, for :meth:`take_orphans` (``FileStore.close`` folds it, so the ``.json`` is
+        the whole record again once no store has the folder open)."""
+        entry = self.index.entry(session_id)
+        agent_id = self.find(session_id, entry.agent_id if entry else None)
+        for folder in {agent_id, entry.agent_id if entry else None}:
+            if folder is None:
+                continue
+            leftover = temporary_of(self.snapshot_path(folder, session_id))
+            if remove(leftover):
+                logger.info("removed %s, left by a writer that died", leftover)
+        if agent_id is not None and stat_or_none(self.journal_path(agent_id, session_id)):
+            with self._orphans_guard:
+                self._orphans.add(session_id)
+
+    def take_orphans(self) -> set[str]:
+        """The sessions found with a journal left by a dead writer since the last call."""
+        with self._orphans_guard:
+            found, self._orphans = self._orphans, set()
+        return found
 
     def current(self, session_id: str) -> Found | None:
         """What the files say of a session now, read from them alone (not the index)."""
@@ -504,9 +621,34 @@ class SessionFiles:
         return None if found is None else self._found_at(found[0], session_id)
 
     def _scan_for_index(self) -> Iterator[Found]:
+        """Every session, for a rebuild of the index (which holds ``INDEX`` exclusively, so
+        no session changes meanwhile, in any process). Except when read-only, it also removes
+        what writers that died left beside the sessions: temporary snapshots (the previous
+        version named them at random, so only a scan finds those) and the checkpoints of a
+        session whose delete was cut short."""
         for agent_id in self.agent_folders():
-            for session_id in self.session_names(agent_id):
+            folder = self.sessions_dir / agent_id
+            names = list_dir(folder)
+            sessions = _session_names(names)
+            if self.read_only_reason is None:
+                self._remove_leftovers(folder, names, set(sessions))
+            for session_id in sessions:
                 yield self._found_at(agent_id, session_id)
+
+    def _remove_leftovers(self, folder: Path, names: list[str], sessions: set[str]) -> None:
+        for name in names:
+            stem = name[1:].partition(".")[0] if name.startswith(".") else ""
+            if (
+                is_uuid(stem)
+                and name.endswith(TEMPORARY_SUFFIX)
+                and name[1 + len(stem) :].startswith(SNAPSHOT_SUFFIX)
+            ):
+                remove(folder / name)
+                logger.info("removed %s, left by a writer that died", folder / name)
+            stem, _, suffix = name.rpartition(".")
+            if f".{suffix}" == CHECKPOINTS_SUFFIX and is_uuid(stem) and stem not in sessions:
+                remove_checkpoints(folder / name)
+                logger.info("removed %s, left by a delete that was cut short", folder / name)
 
     def _found_at(self, agent_id: str, session_id: str) -> Found:
         try:
@@ -557,19 +699,50 @@ class SessionFiles:
 
     # -- changing -----------------------------------------------------------------------------
 
-    def create(self, header: SessionHeader, items: list[HistoryItem]) -> None:
+    def create(
+        self, header: SessionHeader, items: list[HistoryItem], limits: CreateLimits | None = None
+    ) -> None:
+        """Create the session; with ``limits``, only if the live sessions counted leave room.
+
+        Every create holds ``CREATE`` shared, one with limits holds it exclusively: so the
+        count it checks cannot change in any process, up to its own create (deletes and
+        expiry only make room), and its limits hold exactly however many processes race.
+        """
+        self.locks.acquire(CREATE, shared=limits is None)
+        try:
+            if limits is not None:
+                # A dead writer's session may be missing from the count until settled.
+                self.settle_pending()
+            self._create(header, items, limits)
+        finally:
+            self.locks.release(CREATE)
+
+    def _create(
+        self, header: SessionHeader, items: list[HistoryItem], limits: CreateLimits | None
+    ) -> None:
         session_id, agent_id = header.id, header.agent_id
         data = encode_snapshot(ChatSession.from_parts(header, items))
         with self._changing(session_id):
             if self._exists(session_id, agent_id):
                 raise session_exists(session_id)
+            if limits is not None:
+                total = self.index.count(live_at=limits.now)
+                of_user = (
+                    self.index.count(user_id=header.user_id, live_at=limits.now)
+                    if header.user_id is not None
+                    else 0
+                )
+                limit_exceeded(limits, header, total, of_user)
             with self.index.changing(session_id):
                 try:
                     ensure_dir(self.sessions_dir / agent_id)
                     # A delete that died after removing the snapshot may have left its
-                    # journal.
+                    # journal and checkpoints.
                     remove(self.journal_path(agent_id, session_id))
-                    stat = write_atomically(self.snapshot_path(agent_id, session_id), data)
+                    remove_checkpoints(checkpoints_folder(self.sessions_dir, agent_id, session_id))
+                    stat = write_atomically(
+                        self.snapshot_path(agent_id, session_id), data, locked=True
+                    )
                 except BaseException:
                     self._settle_after_failure(session_id)
                     raise
@@ -626,7 +799,8 @@ class SessionFiles:
             if not self._fold_due(stat.st_size, state.snapshot.size):
                 return True
             try:
-                self._fold_locked(session_id, agent_id)
+                with self.index.changing(session_id):
+                    self._fold_locked(session_id, agent_id)
             except StorageError as error:
                 # The write itself is durable in the journal; folding can wait for the next
                 # write or close(), so its failure must not fail this call.
@@ -634,12 +808,55 @@ class SessionFiles:
                 return True
             return False
 
+    def rewrite(
+        self, header: SessionHeader, items: Sequence[HistoryItem], expected: int, keep: int
+    ) -> None:
+        """Write the session anew: its first ``keep`` items, then ``items``, under ``header``
+        (guarded by ``expected``). One snapshot replaced atomically, so a crash leaves the
+        old history or the new one; the journal it replaces holds only revisions below the
+        new snapshot's, which replay skips, so removing it need not be durable."""
+        session_id = header.id
+        with self._changing(session_id):
+            located = self._locate(session_id)
+            if located is None:
+                raise session_missing(session_id)
+            agent_id = located[0]
+            check_same_agent(header, agent_id)
+            state = self._inspect(session_id, *located)
+            if state.revision != expected:
+                raise stale_revision(session_id, state.revision, expected)
+            stored = self._read_whole(session_id, agent_id)
+            check_keep(session_id, keep, len(stored.history))
+            data = encode_snapshot(ChatSession.from_parts(header, [*stored.history[:keep], *items]))
+            with self.index.changing(session_id):
+                try:
+                    stat = write_atomically(
+                        self.snapshot_path(agent_id, session_id), data, locked=True
+                    )
+                except BaseException:
+                    self._settle_after_failure(session_id)
+                    raise
+                self._snapshots.put(
+                    session_id, _Snapshot(identity(stat), header.revision, True, item_span(data))
+                )
+                self._journals.pop(session_id)
+                self._finish(Found(session_id, agent_id, header), session_id)
+            try:
+                remove(self.journal_path(agent_id, session_id))
+            except StorageError as error:
+                # The write is done; the journal left holds nothing the snapshot lacks, and
+                # the next write removes it.
+                logger.warning("could not remove the journal of session %s: %s", session_id, error)
+
     def fold(self, session_id: str) -> None:
-        """Fold the session's journal into its snapshot, if it has one."""
+        """Fold the session's journal into its snapshot, if it has one. Noted in the index's
+        ``pending`` first, so that if this process dies while folding, the next one to open
+        the folder clears up after it (see :meth:`settle_pending`)."""
         with self._changing(session_id):
             agent_id = self.find(session_id)
-            if agent_id is not None:
-                self._fold_locked(session_id, agent_id)
+            if agent_id is not None and stat_or_none(self.journal_path(agent_id, session_id)):
+                with self.index.changing(session_id):
+                    self._fold_locked(session_id, agent_id)
 
     def delete(self, session_id: str) -> bool:
         with self._changing(session_id):
@@ -655,12 +872,15 @@ class SessionFiles:
             with self.index.changing(session_id):
                 try:
                     # The snapshot goes first: without it the session does not exist,
-                    # whereas a journal left alone by a crash here is ignored and cleared by
-                    # the next create.
-                    remove(self.snapshot_path(agent_id, session_id))
+                    # whereas a journal or checkpoints left alone by a crash here are
+                    # ignored, and cleared by the next create of the id or index rebuild.
+                    snapshot = self.snapshot_path(agent_id, session_id)
+                    remove(snapshot)
                     remove(self.journal_path(agent_id, session_id))
+                    remove(temporary_of(snapshot))
+                    remove_checkpoints(checkpoints_folder(self.sessions_dir, agent_id, session_id))
                     # Without this a power cut could bring the deleted session back.
-                    fsync_dir(self.snapshot_path(agent_id, session_id).parent)
+                    fsync_dir(snapshot.parent)
                 except BaseException:
                     self._settle_after_failure(session_id)
                     raise
@@ -701,7 +921,7 @@ class SessionFiles:
                 # one in an older layout is written in the current one.
                 old = self._decode_snapshot(session_id, agent_id, snapshot_path, data)
                 folded = encode_snapshot(ChatSession.from_parts(header, old.history + items))
-            stat = write_atomically(snapshot_path, folded)
+            stat = write_atomically(snapshot_path, folded, locked=True)
             self._snapshots.put(
                 session_id, _Snapshot(identity(stat), header.revision, True, item_span(folded))
             )
@@ -1036,6 +1256,16 @@ class SessionFiles:
             last=last,
         )
         return journal, entries
+
+
+def _session_names(names: list[str]) -> list[str]:
+    """The session ids among the names in an agent's folder (their snapshots'), in order."""
+    found: list[str] = []
+    for name in names:
+        stem, _, suffix = name.rpartition(".")
+        if f".{suffix}" == SNAPSHOT_SUFFIX and is_uuid(stem):
+            found.append(stem)
+    return found
 
 
 def _lines_for(items: int, per_line: float) -> int:

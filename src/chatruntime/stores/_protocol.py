@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from ..models import (
     AgentSpec,
     ChatSession,
+    Checkpoint,
     CorruptDataError,
     HistoryItem,
     SessionHeader,
@@ -85,6 +86,26 @@ class Lease:
     released: bool = False
 
 
+@dataclass(frozen=True)
+class CreateLimits:
+    """Caps a store checks in the same atomic step as creating a session.
+
+    Counted are the sessions that are not expired at ``now``: those whose ``expires_at`` is
+    ``None`` or later than ``now``. Across processes the caps hold exactly: of many racing
+    creations, only as many succeed as there is room for.
+
+    Attributes:
+        now: The current time (epoch ms) by the manager's clock.
+        max_sessions: At most this many live sessions in the store, if set.
+        max_sessions_per_user: At most this many live sessions with the new session's
+            ``user_id`` (not checked for a session without user), if set.
+    """
+
+    now: int
+    max_sessions: int | None = None
+    max_sessions_per_user: int | None = None
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Async persistence of agents and sessions.
@@ -131,8 +152,21 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def count_sessions(self) -> int:
-        """How many sessions are stored (from the store's index; corrupt ones included)."""
+    async def count_sessions(
+        self, *, user_id: str | None = None, live_at: int | None = None
+    ) -> int:
+        """How many sessions are stored (from the store's index; corrupt ones included).
+
+        Args:
+            user_id: Count only this user's sessions.
+            live_at: Count only sessions not expired at this time (epoch ms): ``expires_at``
+                is ``None`` or later.
+        """
+        ...
+
+    async def expired_sessions(self, now: int, *, limit: int = 1000) -> list[str]:
+        """Ids of up to ``limit`` sessions whose ``expires_at`` is at or before ``now``,
+        earliest expiry first, from an index (cost independent of the store's size)."""
         ...
 
     async def list_sessions(
@@ -178,6 +212,8 @@ class SessionStore(Protocol):
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         """Replace a session's header and append ``new_items`` to its history, atomically.
 
@@ -190,17 +226,51 @@ class SessionStore(Protocol):
         the same step that it still holds it, and give it back there (setting
         ``lease.released``) to save a round trip.
 
+        ``keep`` (updates only) first drops every stored item after the first ``keep`` ones,
+        in the same atomic step: how a restore rewinds and the SDK's ``pop_item`` removes.
+        ``limits`` (creation only) are checked atomically with the insert.
+
         Raises:
             ConflictError: The session exists (create) or its revision moved on (update), or
                 it does not exist (update).
-            InvalidInputError: The revision does not step by one, or the header names another
-                agent than the stored session.
+            InvalidInputError: The revision does not step by one, the header names another
+                agent than the stored session, ``keep`` is given on create or is more than
+                the stored item count, or ``limits`` is given on update.
+            LimitExceededError: Creating would pass one of ``limits``.
             StorageError: The write failed; the stored session is unchanged.
         """
         ...
 
     async def delete_session(self, session_id: str) -> bool:
-        """Remove a session and its history; ``False`` if there was none."""
+        """Remove a session, its history and its checkpoints; ``False`` if there was none."""
+        ...
+
+    # -- checkpoints ----------------------------------------------------------------------
+    # The manager holds the session's lease around every change to its checkpoints.
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Insert a checkpoint, or replace the one with the same session and id."""
+        ...
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        """One checkpoint of a session, or ``None``.
+
+        Raises:
+            CorruptDataError: The record exists but cannot be read.
+        """
+        ...
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """Every checkpoint of a session, newest first (``created_at``, then ``id``,
+        descending); empty for a session without any or that does not exist."""
+        ...
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        """Remove one checkpoint; ``False`` if there was none."""
+        ...
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        """Remove every checkpoint of a session; how many there were."""
         ...
 
     def lease(

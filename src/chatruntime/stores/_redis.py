@@ -9,10 +9,18 @@ time, so their cost does not grow with the number of sessions either.
 Scripts name index keys they compute from the prefix, so the store needs one Redis server
 (with replicas or Sentinel if wanted), not Redis Cluster.
 
-Expiry: a session whose header has ``expires_at`` gets ``PEXPIREAT`` on its hash and history,
-so Redis itself removes it at that time. Its index entries are removed by the next listing or
-count after that (each sweeps a bounded number of expired sessions first), and listings and
-counts never show an expired session meanwhile.
+Expiry: a session whose header has ``expires_at`` gets ``PEXPIREAT`` on all its keys (header,
+history, checkpoints, owner pointer), so Redis itself removes it at that time. Its index entries
+are removed when a listing meets it, or by the sweep that each listing, count and
+``expired_sessions`` runs first over a bounded number of sessions Redis expired; listings and
+counts never show such a session meanwhile. A session written with an ``expires_at`` that is
+already past by Redis's clock (the manager's clock is behind Redis's, or injected in tests) is
+kept without key expiry, tracked as overdue, and removed by ``cleanup_expired_sessions`` as on
+every other store: a write never deletes what it writes.
+
+Writes: ``write_session`` waits at most ``commit_timeout`` seconds for Redis to answer once the
+write is sent (``_redis_commit``); without an answer by then it raises ``OutcomeUnknownError``,
+as the write may have been stored or may be once Redis resumes.
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ from ..models import (
     AgentSpec,
     BusyError,
     ChatSession,
+    Checkpoint,
     CorruptDataError,
     HistoryItem,
     InvalidInputError,
+    OutcomeUnknownError,
     SessionHeader,
     SessionStatus,
     StorageError,
@@ -41,22 +51,33 @@ from ..models import (
 from ..models._page import LIST_LIMIT_DEFAULT, SessionPage
 from . import _redis_scripts as scripts
 from ._errors import (
+    check_keep,
     check_revision_step,
     check_same_agent,
+    check_write_options,
+    limit_exceeded,
     session_exists,
     session_missing,
     stale_revision,
 )
 from ._lease import Granted, TokenLeases
 from ._paging import check_listing, encode_cursor
-from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
+from ._protocol import (
+    DEFAULT_LEASE_TIMEOUT,
+    DEFAULT_LEASE_TTL,
+    CorruptRecord,
+    CreateLimits,
+    Lease,
+)
 from ._records import parse_agent
-from ._redis_codec import dump, dump_header, is_wrong_type, parse_header, parse_read, text
+from ._redis_checkpoints import RedisCheckpoints
+from ._redis_codec import dump, dump_header, parse_header, parse_read, text
+from ._redis_commit import WriteUnanswered, send_write
 from ._redis_keys import LAYOUT_VERSION, RedisKeys
 from ._redis_pool import PoolSettings, describe_server, pool_error, pool_from_url
 from ._redis_upgrade import upgrade_layout
 
-__all__ = ["RedisStore"]
+__all__ = ["DEFAULT_COMMIT_TIMEOUT", "RedisStore"]
 
 logger = logging.getLogger("chatruntime.stores.redis")
 
@@ -64,6 +85,8 @@ _BATCH: Final = 200
 """Agents read per round trip when listing them all."""
 _SCAN_BATCH: Final = 50
 """Sessions read per round trip by a full scan (each with its whole history)."""
+DEFAULT_COMMIT_TIMEOUT: Final = 2.0
+"""Seconds a write waits for Redis's answer once sent, before ``OutcomeUnknownError``."""
 _LIST_EXAMINE_EXTRA: Final = 1000
 """Index entries a listing may pass over (not matching every filter) beyond the page it fills;
 past that it answers a shorter page with a cursor, so its cost stays bounded by the page."""
@@ -82,6 +105,14 @@ class RedisStore:
     (64 connections, 20 s) serve 1,000 concurrent sessions in one process: a call holds a
     connection for one round trip, and a turn makes two (taking the lease reads the revision;
     the write checks the lease is still the caller's and gives it back).
+
+    A write (``write_session``: every turn, create and update) waits at most ``commit_timeout``
+    seconds (default 2) for Redis's answer once it is sent, and is never sent twice over by
+    redis-py's retries. If Redis stops answering meanwhile (stalled, paused, overloaded), the
+    call raises ``OutcomeUnknownError`` (``OUTCOME_UNKNOWN``): the write may be stored, now or
+    when Redis resumes, so a turn should be retried with the same ``idempotency_key``. An error
+    raised before the write was sent (no connection) is a plain ``StorageError``: nothing was
+    written. Taking a connection is bounded by ``pool_timeout`` and ``connect_timeout``.
 
     Leases are Redis keys set with ``SET NX PX`` to a random token, renewed in the background
     while held and deleted only by the holder whose token they still carry. One that Redis
@@ -109,6 +140,8 @@ class RedisStore:
         connect_timeout: Seconds to wait for a connection to Redis (URL only).
         max_connections: Connections the pool opens at most (URL only; default 64).
         pool_timeout: Seconds a call waits for a free connection (URL only; default 20).
+        commit_timeout: Seconds a write waits for Redis's answer once sent (default 2); past
+            that its outcome is unknown (``OutcomeUnknownError``).
 
     Raises:
         ValueError: Not exactly one of ``url``, ``client`` and ``connection_pool`` was given,
@@ -127,6 +160,7 @@ class RedisStore:
         connect_timeout: float = 5.0,
         max_connections: int | None = None,
         pool_timeout: float | None = None,
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
     ) -> None:
         sources = {"url": url, "client": client, "connection_pool": connection_pool}
         given = [name for name, value in sources.items() if value is not None]
@@ -137,7 +171,11 @@ class RedisStore:
             )
         if not isinstance(key_prefix, str):
             raise ValueError(f"key_prefix must be a string, got {type(key_prefix).__name__}")
-        timeouts = {"socket_timeout": socket_timeout, "connect_timeout": connect_timeout}
+        timeouts = {
+            "socket_timeout": socket_timeout,
+            "connect_timeout": connect_timeout,
+            "commit_timeout": commit_timeout,
+        }
         for name, seconds in timeouts.items():
             if not seconds > 0:
                 raise ValueError(f"{name} must be positive, got {seconds!r}")
@@ -151,6 +189,10 @@ class RedisStore:
         self._prefix = key_prefix
         self._socket_timeout = float(socket_timeout)
         self._connect_timeout = float(connect_timeout)
+        self._commit_timeout = float(commit_timeout)
+        # Lease tokens whose write went unanswered: giving them back fails at once (the
+        # server just did not answer) and is left to the background retry of TokenLeases.
+        self._unanswered_tokens: set[str] = set()
         self._own_pool: ConnectionPool | None = None
         if url is not None:
             pool = pool_from_url(
@@ -177,6 +219,8 @@ class RedisStore:
         self._read_session = register(scripts.READ_SESSION)
         self._list_sessions = register(scripts.LIST_SESSIONS)
         self._count_sessions = register(scripts.COUNT_SESSIONS)
+        self._expired_sessions = register(scripts.EXPIRED_SESSIONS)
+        self._read_revision = register(scripts.READ_REVISION)
         self._take_lease = register(scripts.TAKE_LEASE)
         self._renew_lease = register(scripts.RENEW_LEASE)
         self._release_lease = register(scripts.RELEASE_LEASE)
@@ -189,6 +233,7 @@ class RedisStore:
             logger=logger,
             name=lambda session_id: f"lease {self._keys.lease(session_id)}",
         )
+        self._checkpoints = RedisCheckpoints(self._client, self._keys, self._mapped_errors)
 
     def __repr__(self) -> str:
         return f"RedisStore(server={self._server!r}, key_prefix={self._prefix!r})"
@@ -202,6 +247,11 @@ class RedisStore:
     def key_prefix(self) -> str:
         """The prefix of every key this store reads and writes."""
         return self._prefix
+
+    @property
+    def commit_timeout(self) -> float:
+        """Seconds a write waits for Redis's answer once sent."""
+        return self._commit_timeout
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -316,7 +366,7 @@ class RedisStore:
                     async with self._client.pipeline(transaction=False) as pipe:
                         for session_id in ids:
                             await self._read_session(
-                                keys=self._session_keys(session_id), args=[""], client=pipe
+                                args=[self._prefix, session_id, ""], client=pipe
                             )
                         replies = await pipe.execute()
             for session_id, reply in zip(ids, replies, strict=True):
@@ -326,9 +376,35 @@ class RedisStore:
             if not cursor:
                 return
 
-    async def count_sessions(self) -> int:
+    async def count_sessions(
+        self, *, user_id: str | None = None, live_at: int | None = None
+    ) -> int:
+        """How many sessions are stored; see ``SessionStore.count_sessions``.
+
+        One script of a few sorted-set sizes and ranges (O(log n)): the index of all sessions
+        or the user's, less those Redis expired, and with ``live_at`` less those expired then.
+        """
+        args: list[str | int] = [
+            self._prefix,
+            user_id or "",
+            "" if live_at is None else live_at,
+            scripts.SWEEP_BUDGET,
+        ]
         with self._mapped_errors("counting sessions"):
-            return int(await self._count_sessions(args=[self._prefix, scripts.SWEEP_BUDGET]))
+            return int(await self._count_sessions(args=args))
+
+    async def expired_sessions(self, now: int, *, limit: int = 1000) -> list[str]:
+        """Ids of stored sessions whose ``expires_at`` is at or before ``now``, earliest first.
+
+        Read from the expiry indexes (``ZRANGEBYSCORE``), after un-indexing sessions Redis
+        has expired itself: those are gone already and are not listed.
+        """
+        if limit < 1:
+            return []
+        args: list[str | int] = [self._prefix, now, limit, scripts.SWEEP_BUDGET]
+        with self._mapped_errors("finding expired sessions"):
+            found = await self._expired_sessions(args=args)
+        return [text(session_id) or "" for session_id in found]
 
     async def list_sessions(
         self,
@@ -393,7 +469,7 @@ class RedisStore:
             raise InvalidInputError(f"last must be a whole number >= 0, got {last!r}", field="last")
         with self._mapped_errors("reading a session"):
             reply = await self._read_session(
-                keys=self._session_keys(session_id), args=["" if last is None else last]
+                args=[self._prefix, session_id, "" if last is None else last]
             )
         outcome = self._parse(session_id, reply)
         if isinstance(outcome, CorruptRecord):
@@ -401,21 +477,18 @@ class RedisStore:
         return outcome
 
     async def get_revision(self, session_id: str) -> int | None:
-        key = self._keys.session(session_id)
         with self._mapped_errors("reading a revision"):
-            try:
-                raw = await self._client.hget(key, "revision")
-            except redis_errors.ResponseError as error:
-                if not is_wrong_type(error):
-                    raise
-                raise CorruptDataError(
-                    f"session {session_id} cannot be read: {key} is not a hash",
-                    session_id=session_id,
-                    location=key,
-                ) from error
-        if raw is None:
+            user, what, *found = await self._read_revision(args=[self._prefix, session_id])
+        key = self._keys.session(session_id, text(user))
+        if text(what) == "none":
             return None
-        revision = text(raw)
+        if text(what) == "wrongtype":
+            raise CorruptDataError(
+                f"session {session_id} cannot be read: {key} is not a hash",
+                session_id=session_id,
+                location=key,
+            )
+        revision = text(found[0]) if found else None
         if revision is None or not revision.isdigit():
             raise CorruptDataError(
                 f"session {session_id} cannot be read: its revision is {revision!r}",
@@ -431,28 +504,31 @@ class RedisStore:
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         """Replace the header and append the items in one Lua script; see ``SessionStore``.
 
         Given the caller's ``lease``, the same script refuses the write if another holder has
         taken the lease meanwhile (``BusyError``) and gives the lease back after writing
         (``lease.released`` is then true), so a turn costs two round trips: the lease, the
-        write.
+        write. ``keep`` trims the history (``LTRIM``) and ``limits`` are counted in that same
+        script, so racing creations from any number of processes hold the limits exactly.
 
         Repeating a write that is already stored (the same header at the same new revision,
-        after the same items) succeeds without writing again, so a command redis-py retries
-        after a lost reply is not reported as a conflict with itself.
+        after the same items) succeeds without writing again, so a write sent again after a
+        lost answer is not reported as a conflict with itself.
+
+        Raises:
+            OutcomeUnknownError: The write was sent but Redis did not answer within
+                ``commit_timeout``: it may be stored (now, or once Redis resumes).
         """
+        check_write_options(header, expected_revision, keep, limits)
         check_revision_step(header, expected_revision)
         session_id = header.id
         token = ""
         if lease is not None and lease.session_id == session_id and not lease.released:
             token = lease.token
-        keys = [
-            self._keys.session(session_id),
-            self._keys.history(session_id),
-            self._keys.lease(session_id),
-        ]
         args: list[str | int] = [
             self._prefix,
             session_id,
@@ -465,10 +541,44 @@ class RedisStore:
             header.context.last_activity,
             "" if header.expires_at is None else header.expires_at,
             token,
+            "" if keep is None else keep,
+            *_limit_args(limits),
             *(dump(item) for item in new_items),
         ]
-        with self._mapped_errors("writing a session"):
-            reply = await self._write_session(keys=keys, args=args)
+        try:
+            with self._mapped_errors("writing a session"):
+                reply = await send_write(
+                    self._client,
+                    self._write_session,
+                    [self._keys.lease(session_id)],
+                    args,
+                    answer_timeout=self._commit_timeout,
+                )
+        except WriteUnanswered as unanswered:
+            if token:
+                self._unanswered_tokens.add(token)
+            raise OutcomeUnknownError(
+                f"Redis at {self._server} did not answer within {unanswered.waited:g}s after "
+                f"the write of session {session_id} was sent: it may or may not be stored "
+                "(it may also be stored once Redis resumes); retry with the same "
+                "idempotency_key to get the stored turn or run it once",
+                session_id=session_id,
+                server=self._server,
+                commit_timeout=unanswered.waited,
+            ) from unanswered.cause
+        self._check_written(header, reply, lease, expected_revision, keep, limits)
+
+    def _check_written(
+        self,
+        header: SessionHeader,
+        reply: Any,
+        lease: Lease | None,
+        expected_revision: int | None,
+        keep: int | None,
+        limits: CreateLimits | None,
+    ) -> None:
+        """Raise what the write script's reply says went wrong, if anything."""
+        session_id = header.id
         outcome, *rest = [text(part) or "" for part in reply]
         if outcome == "ok":
             if lease is not None and rest and rest[0] == "1":
@@ -483,6 +593,10 @@ class RedisStore:
             raise stale_revision(session_id, int(rest[0]), expected_revision)
         if outcome == "agent" and rest:
             check_same_agent(header, rest[0])
+        if outcome == "keep" and rest and rest[0].isdigit():
+            check_keep(session_id, keep, int(rest[0]))
+        if outcome == "limit" and limits is not None and len(rest) == 2:
+            limit_exceeded(limits, header, int(rest[0]), int(rest[1]))
         if outcome == "lease_lost":
             raise BusyError(
                 f"session {session_id} was taken over by another holder: this caller's lease "
@@ -495,14 +609,31 @@ class RedisStore:
         raise CorruptDataError(
             f"session {session_id} cannot be updated: {reason}",
             session_id=session_id,
-            location=keys[0],
+            location=self._keys.session(session_id, header.user_id),
         )
 
     async def delete_session(self, session_id: str) -> bool:
-        keys = [self._keys.session(session_id), self._keys.history(session_id)]
+        """Remove the session, its history, its checkpoints and its index entries."""
         with self._mapped_errors("deleting a session"):
-            existed = await self._delete_session(keys=keys, args=[self._prefix, session_id])
+            existed = await self._delete_session(args=[self._prefix, session_id])
         return bool(existed)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._checkpoints.save(checkpoint)
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        return await self._checkpoints.get(session_id, checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        return await self._checkpoints.list(session_id)
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        return await self._checkpoints.delete(session_id, checkpoint_id)
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        return await self._checkpoints.clear(session_id)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -524,9 +655,11 @@ class RedisStore:
         return self._leases.hold(session_id, ttl=ttl, timeout=timeout)
 
     async def _take(self, session_id: str, token: str, ttl_ms: int) -> Granted:
-        keys = [self._keys.lease(session_id), self._keys.session(session_id)]
         with self._mapped_errors("taking a lease"):
-            reply = await self._take_lease(keys=keys, args=[token, ttl_ms])
+            reply = await self._take_lease(
+                keys=[self._keys.lease(session_id)],
+                args=[self._prefix, session_id, token, ttl_ms],
+            )
         granted, *found = [text(part) or "" for part in reply]
         if granted != "1":
             return Granted(False)
@@ -545,20 +678,28 @@ class RedisStore:
         return bool(renewed)
 
     async def _give_back(self, session_id: str, token: str) -> None:
+        if token in self._unanswered_tokens:
+            # Redis did not answer this lease's write just now: waiting for it again would
+            # only stretch the caller's call. TokenLeases gives it back once Redis answers.
+            self._unanswered_tokens.discard(token)
+            raise StorageError(
+                f"Redis at {self._server} did not answer the write under lease "
+                f"{self._keys.lease(session_id)}",
+                server=self._server,
+            )
         with self._mapped_errors("releasing a lease"):
             await self._release_lease(keys=[self._keys.lease(session_id)], args=[token])
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _session_keys(self, session_id: str) -> list[str]:
-        return [self._keys.session(session_id), self._keys.history(session_id)]
-
     def _parse(self, session_id: str, reply: Any) -> ChatSession | CorruptRecord | None:
+        """A ``READ_SESSION`` reply: its first element names whose keys hold the session."""
+        user = text(reply[0]) or None
         return parse_read(
             session_id,
-            reply,
-            session_key=self._keys.session(session_id),
-            history_key=self._keys.history(session_id),
+            reply[1:],
+            session_key=self._keys.session(session_id, user),
+            history_key=self._keys.history(session_id, user),
         )
 
     @contextmanager
@@ -589,6 +730,17 @@ class RedisStore:
                 f"cannot reach Redis at {self._server} while {doing}: {error}",
                 server=self._server,
             ) from error
+
+
+def _limit_args(limits: CreateLimits | None) -> list[str | int]:
+    """The script's arguments for ``limits``: its time and both caps ('' for none)."""
+    if limits is None:
+        return ["", "", ""]
+    return [
+        limits.now,
+        "" if limits.max_sessions is None else limits.max_sessions,
+        "" if limits.max_sessions_per_user is None else limits.max_sessions_per_user,
+    ]
 
 
 def _score(raw: object) -> int:

@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 from ..models import (
     AgentSpec,
     ChatSession,
+    Checkpoint,
     HistoryItem,
     InvalidInputError,
     SessionHeader,
@@ -36,14 +37,23 @@ from ..models import (
     SessionStatus,
 )
 from ..models._page import LIST_LIMIT_DEFAULT
-from ._errors import check_revision_step
+from ._errors import check_revision_step, check_write_options
+from ._lease import run_to_end
 from ._paging import check_listing
-from ._protocol import DEFAULT_LEASE_TIMEOUT, DEFAULT_LEASE_TTL, CorruptRecord, Lease
+from ._protocol import (
+    DEFAULT_LEASE_TIMEOUT,
+    DEFAULT_LEASE_TTL,
+    CorruptRecord,
+    CreateLimits,
+    Lease,
+)
 from ._sql_errors import ErrorMapper, describe, describe_unparsed, is_memory, url_text
 from ._sql_leases import FILE_LOCKS_AVAILABLE, check_lease_arguments
 from ._sql_postgres import PostgresBackend
 from ._sql_schema import DEFAULT_TABLE_PREFIX, SqlTables, define_tables, dump_json, migrate
-from ._sql_sqlite import SqliteBackend, configure_connection
+from ._sql_sqlite import SqliteBackend
+from ._sql_sqlite_lanes import configure_connection
+from ._url import redact_url
 
 __all__ = ["SqlStore"]
 
@@ -62,6 +72,8 @@ POSTGRES_POOL_SIZE: Final = 10
 POSTGRES_MAX_OVERFLOW: Final = 20
 POSTGRES_POOL_TIMEOUT: Final = 60.0
 SQLITE_READERS: Final = 4
+DEFAULT_COMMIT_TIMEOUT: Final = 5.0
+"""Seconds a PostgreSQL session write may take, from its ``BEGIN`` to its ``COMMIT``'s answer."""
 _SQLITE_SPARE_CONNECTIONS: Final = 10
 """Connections the engine may open beyond those the store holds (``initialize()``, yours)."""
 _POOL_SETTINGS: Final = ("pool_size", "max_overflow", "pool_timeout")
@@ -92,8 +104,15 @@ class SqlStore:
     With several worker processes, keep ``processes × (pool_size + max_overflow)`` below the
     server's ``max_connections``. Leases are rows whose expiry the database server's clock
     sets and checks; taking one also reads the session's revision, and the write that ends
-    a turn gives it back. Statements have no time limit of their own; give them one with
-    ``engine_kwargs={"connect_args": {"command_timeout": 30}}``.
+    a turn gives it back.
+
+    A session write on PostgreSQL (what ends a turn) has ``commit_timeout`` seconds (default
+    5) from its ``BEGIN`` to the answer to its ``COMMIT``: a server that stops answering
+    holds no caller for longer. Timed out or cut off before the ``COMMIT`` was sent, the
+    write fails with ``StorageError`` and nothing is stored; after, with
+    ``OutcomeUnknownError`` (``OUTCOME_UNKNOWN``): it may or may not be stored, so retry only
+    with the turn's idempotency key. Other statements have no time limit of their own; give
+    them one with ``engine_kwargs={"connect_args": {"command_timeout": 30}}``.
 
     The pool settings can also be given in the URL's query, as in
     ``postgresql+asyncpg://app@db/chat?pool_size=20&max_overflow=10&pool_timeout=10``;
@@ -119,12 +138,17 @@ class SqlStore:
         pool_timeout: PostgreSQL only: seconds a call waits for a free connection.
         engine_kwargs: Passed on to ``create_async_engine`` (``connect_args``...); what you
             set there wins over everything else.
+        commit_timeout: PostgreSQL only: seconds a session write may take from its
+            ``BEGIN`` to the answer to its ``COMMIT`` (see above).
 
     Raises:
         ValueError: Not exactly one of ``url`` and ``engine``, ``engine_kwargs`` or pool
-            settings with an engine, a table prefix unfit for SQL names, or a timeout or
-            pool setting out of range.
-        InvalidInputError: ``url`` is not a string or ``URL``.
+            settings with an engine, a table prefix unfit for SQL names, a timeout or pool
+            setting out of range, or a PostgreSQL-only pool setting for SQLite.
+        InvalidInputError: ``url`` is not a string or ``URL``, is malformed, names an
+            unsupported database or driver, or has a pool setting out of range in its
+            query. Raised here, never later at ``initialize()``; the message shows the URL
+            with its password replaced by ``***``.
     """
 
     def __init__(
@@ -138,6 +162,7 @@ class SqlStore:
         max_overflow: int | None = None,
         pool_timeout: float | None = None,
         engine_kwargs: Mapping[str, Any] | None = None,
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
     ) -> None:
         if (url is None) == (engine is None):
             raise ValueError(
@@ -162,6 +187,13 @@ class SqlStore:
             raise ValueError(
                 f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
             )
+        if isinstance(commit_timeout, bool) or not (
+            isinstance(commit_timeout, (int, float)) and 0 < commit_timeout < float("inf")
+        ):
+            raise ValueError(
+                f"commit_timeout must be a positive number of seconds, got {commit_timeout!r}"
+            )
+        self._commit_timeout = float(commit_timeout)
         self._url = url
         self._tables: SqlTables = define_tables(table_prefix)
         self._prefix = table_prefix
@@ -176,6 +208,11 @@ class SqlStore:
         )
         self._backend: SqliteBackend | PostgresBackend | None = None
         self._opening = anyio.Lock()
+        # One rule for every store: a URL that cannot work fails here, not at initialize().
+        self._parsed: tuple[URL, dict[str, float]] | None = None
+        if url is not None:
+            self._parsed = self._parsed_url()
+            self._pool = self._parsed[1]
 
     def __repr__(self) -> str:
         return f"SqlStore({self._errors.where!r}, table_prefix={self._prefix!r})"
@@ -199,11 +236,11 @@ class SqlStore:
         transaction-level advisory lock, SQLite with ``BEGIN IMMEDIATE``.
 
         Raises:
-            InvalidInputError: The URL is malformed, names an unsupported database or driver,
-                or has a pool setting out of range.
-            ValueError: Constructor arguments that only the URL or engine shows to be wrong:
-                a PostgreSQL-only pool setting for SQLite, ``engine_kwargs`` SQLAlchemy
-                refuses, an engine of an unsupported database or driver.
+            InvalidInputError: ``engine_kwargs`` that SQLAlchemy refuses for the URL, when
+                they came from the URL's query.
+            ValueError: Constructor arguments that only the engine shows to be wrong:
+                ``engine_kwargs`` SQLAlchemy refuses, an engine of an unsupported database
+                or driver.
             StorageError: The database cannot be reached in time, refused the credentials, or
                 failed while creating or upgrading the tables.
             StoreVersionError: The database was created by a newer chatruntime.
@@ -246,18 +283,34 @@ class SqlStore:
                 raise
             self._backend = backend
         else:
-            self._backend = PostgresBackend(self._tables, errors, engine)
+            self._backend = PostgresBackend(
+                self._tables, errors, engine, commit_timeout=self._commit_timeout
+            )
 
     async def close(self) -> None:
         """Give back the store's connections and dispose of the engine if the store created
-        it; an engine passed in stays open. A closed store may be initialized again."""
+        it; an engine passed in stays open. A closed store may be initialized again.
+
+        Runs to its end even if the caller is cancelled meanwhile (the cancellation then
+        reaches the caller afterwards): cut short, it would leave connections open and
+        tasks of the database driver running when the event loop ends.
+        """
         backend, self._backend = self._backend, None
-        if backend is not None:
-            await backend.close()
-        if self._engine is not None and self._owns_engine:
+        engine = None
+        if self._owns_engine:
             engine, self._engine = self._engine, None
-            with self._errors.mapped("closing"):
-                await engine.dispose()
+        await run_to_end(partial(self._close, backend, engine))
+
+    async def _close(
+        self, backend: SqliteBackend | PostgresBackend | None, engine: AsyncEngine | None
+    ) -> None:
+        try:
+            if backend is not None:
+                await backend.close()
+        finally:
+            if engine is not None:
+                with self._errors.mapped("closing"):
+                    await engine.dispose()
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -280,8 +333,17 @@ class SqlStore:
         async for found in self._ready().scan_sessions():
             yield found
 
-    async def count_sessions(self) -> int:
-        return await self._ready().count_sessions()
+    async def count_sessions(
+        self, *, user_id: str | None = None, live_at: int | None = None
+    ) -> int:
+        """How many sessions there are; see ``SessionStore.count_sessions``. A user's are
+        counted along the user's index; every other count reads the whole table."""
+        return await self._ready().count_sessions(user_id=user_id, live_at=live_at)
+
+    async def expired_sessions(self, now: int, *, limit: int = 1000) -> list[str]:
+        """Ids of sessions expired at ``now``, earliest first, from the expiry index; see
+        ``SessionStore.expired_sessions``."""
+        return await self._ready().expired_sessions(now, limit=limit)
 
     async def list_sessions(
         self,
@@ -316,20 +378,61 @@ class SqlStore:
         *,
         expected_revision: int | None,
         lease: Lease | None = None,
+        keep: int | None = None,
+        limits: CreateLimits | None = None,
     ) -> None:
         """Update the session's row and insert the new items' rows in one transaction.
 
         See ``SessionStore.write_session``. On PostgreSQL a ``lease`` taken from this store
-        is given back in the same transaction.
+        is given back in the same transaction. ``keep`` deletes the item rows from ``keep``
+        on in that transaction. ``limits`` counts the live sessions in the transaction that
+        inserts: SQLite's write lock, taken as the transaction begins, and on PostgreSQL a
+        transaction-scoped advisory lock keep racing creations of any process from counting
+        the same room twice.
+
+        Raises:
+            OutcomeUnknownError: PostgreSQL stopped answering (or the connection broke)
+                after the commit was sent: the write may or may not be stored.
         """
         backend = self._ready()
+        check_write_options(header, expected_revision, keep, limits)
         check_revision_step(header, expected_revision)
         await backend.write_session(
-            header, new_items, expected_revision=expected_revision, lease=lease
+            header,
+            new_items,
+            expected_revision=expected_revision,
+            lease=lease,
+            keep=keep,
+            limits=limits,
         )
 
     async def delete_session(self, session_id: str) -> bool:
+        """Delete the session's row; its item and checkpoint rows go with it (cascade)."""
         return await self._ready().delete_session(session_id)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Insert or replace a checkpoint's row; see ``SessionStore.save_checkpoint``.
+
+        Raises:
+            ConflictError: Its session is not stored.
+        """
+        await self._ready().save_checkpoint(checkpoint)
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        return await self._ready().get_checkpoint(session_id, checkpoint_id)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        """A session's checkpoints, newest first, along the ``(session_id, created_at, id)``
+        index; see ``SessionStore.list_checkpoints``."""
+        return await self._ready().list_checkpoints(session_id)
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        return await self._ready().delete_checkpoint(session_id, checkpoint_id)
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        return await self._ready().clear_checkpoints(session_id)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -361,8 +464,8 @@ class SqlStore:
         return self._backend
 
     async def _create_engine(self) -> AsyncEngine:
-        url, pool = self._parsed_url()
-        self._pool = pool
+        assert self._parsed is not None, "a store without an engine has a URL"
+        url, pool = self._parsed
         kwargs: dict[str, Any] = {"json_serializer": dump_json}
         sizing: dict[str, Any] = {}
         connect_args: dict[str, Any] = {}
@@ -407,12 +510,13 @@ class SqlStore:
         """The URL without the pool settings in its query, and the pool settings (the
         constructor's over the URL's)."""
         assert self._url is not None
+        shown = redact_url(url_text(self._url))
         try:
             url = make_url(self._url)
             port = url.port  # parsed lazily by some versions; a bad one raises here
         except (sa_errors.ArgumentError, ValueError) as error:
             raise InvalidInputError(
-                f"malformed database URL: {self._errors.scrub(str(error))}; "
+                f"malformed database URL {shown!r}: {self._errors.scrub(str(error))}; "
                 f"expected {_URL_EXAMPLES}",
                 field="url",
             ) from error
@@ -430,7 +534,8 @@ class SqlStore:
             )
         if port is not None and not 0 < port < 65536:
             raise InvalidInputError(
-                f"malformed database URL: port {port} is out of range; expected {_URL_EXAMPLES}",
+                f"malformed database URL {shown!r}: port {port} is out of range; "
+                f"expected {_URL_EXAMPLES}",
                 field="url",
             )
         from_url = {name: url.query[name] for name in _POOL_SETTINGS if name in url.query}

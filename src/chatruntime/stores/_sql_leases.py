@@ -27,7 +27,7 @@ import os
 import struct
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -184,16 +184,3 @@ def row_leases(ops: RowLeaseOps) -> TokenLeases:
         give_back_timeout=_RELEASE_TIMEOUT,
         logger=logger,
     )
-
-
-def hold_row_lease(
-    ops: RowLeaseOps, session_id: str, *, ttl: float, timeout: float
-) -> AbstractAsyncContextManager[Lease]:
-    """Hold a session's lease row for the body of ``async with``; see ``SessionStore.lease``
-    and :meth:`TokenLeases.hold`. A store that keeps a :func:`row_leases` of its own holds
-    through it instead, so that rows not given back are remembered across leases.
-
-    Raises:
-        BusyError: Not granted within ``timeout`` seconds.
-    """
-    return row_leases(ops).hold(session_id, ttl=ttl, timeout=timeout)

@@ -7,18 +7,24 @@ read of several statements runs in one ``REPEATABLE READ`` snapshot; a write is 
 ``READ COMMITTED`` transaction whose conditional ``UPDATE`` locks the session's row, so
 concurrent writers of one session take turns and the second finds the revision moved on.
 
+A session write has ``commit_timeout`` seconds from its ``BEGIN`` to the answer to its
+``COMMIT`` (see ``_sql_postgres_commit``); a creation with limits first takes a
+transaction-scoped advisory lock, so racing creations of every process count one at a time.
+
 Leases are rows (see ``_sql_leases``). Taking one is one statement that also reads the
 session's revision; the write that ends the turn deletes it in its own transaction.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_errors
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -26,20 +32,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..models import (
     AgentSpec,
     ChatSession,
+    Checkpoint,
     HistoryItem,
     SessionHeader,
     SessionPage,
     SessionStatus,
     StorageError,
 )
-from ._errors import check_same_agent, session_exists, session_missing, stale_revision
+from ._errors import (
+    check_keep,
+    check_same_agent,
+    limit_exceeded,
+    session_exists,
+    session_missing,
+    stale_revision,
+)
 from ._lease import Granted, TokenLeases
 from ._paging import Position
-from ._protocol import CorruptRecord, Lease
+from ._protocol import CorruptRecord, CreateLimits, Lease
 from ._sql_errors import ErrorMapper
 from ._sql_leases import RowLeaseOps, row_leases
+from ._sql_lifecycle import CheckpointStatements, count_select, drop_items_from, expired_select
 from ._sql_listing import listing_select, page_of_rows
-from ._sql_rows import HEADER_COLUMNS, RowReader, header_values
+from ._sql_postgres_commit import bounded_write
+from ._sql_rows import HEADER_COLUMNS, RowReader, checkpoint_values, header_values
 from ._sql_schema import SqlTables, db_now_ms
 
 __all__ = ["PostgresBackend"]
@@ -49,7 +65,9 @@ _SCAN_SESSIONS: Final = 100
 _SCAN_ITEMS: Final = 10_000
 """...and items, unless one session alone has more."""
 
-_Kind = Literal["write", "snapshot", "single"]
+_FOREIGN_KEY_VIOLATION: Final = "23503"
+
+_Kind = Literal["snapshot", "single"]
 
 
 @dataclass
@@ -60,17 +78,24 @@ class PostgresBackend:
         tables: The store's tables.
         errors: Maps failures to ``StorageError``.
         engine: The store's engine.
+        commit_timeout: Seconds a session write may take from its ``BEGIN`` to the end of
+            its ``COMMIT`` (see ``_sql_postgres_commit``).
     """
 
     tables: SqlTables
     errors: ErrorMapper
     engine: AsyncEngine
+    commit_timeout: float = 5.0
     _rows: RowReader = field(init=False)
     _engines: dict[_Kind, AsyncEngine] = field(init=False)
     _leases: TokenLeases = field(init=False)
+    _checkpoints: CheckpointStatements = field(init=False)
+    _creation_lock: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._rows = RowReader(self.tables)
+        self._checkpoints = CheckpointStatements(self.tables, postgresql.insert)
+        self._creation_lock = advisory_key(f"chatruntime.create:{self.tables.sessions.name}")
         # One for the store's life: it remembers lease rows the server did not take back.
         self._leases = row_leases(
             RowLeaseOps(
@@ -81,7 +106,6 @@ class PostgresBackend:
             )
         )
         self._engines = {
-            "write": self.engine,
             # One snapshot for the header and the items read after it.
             "snapshot": self.engine.execution_options(isolation_level="REPEATABLE READ"),
             # A single statement needs no BEGIN and COMMIT round trips around it.
@@ -169,10 +193,19 @@ class PostgresBackend:
                 yield self._rows.session(mapping, histories.get(mapping["id"], []))
             after = chosen[-1]
 
-    async def count_sessions(self) -> int:
-        query = sa.select(sa.func.count()).select_from(self.tables.sessions)
+    async def count_sessions(self, *, user_id: str | None, live_at: int | None) -> int:
+        query = count_select(
+            self.tables.sessions, user=user_id is not None, live=live_at is not None
+        )
+        params = {"user_id": user_id, "now": live_at}
         async with self._transaction("counting sessions", "single") as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(query, params)).scalar_one())
+
+    async def expired_sessions(self, now: int, *, limit: int) -> list[str]:
+        query = expired_select(self.tables.sessions).limit(sa.bindparam("limit"))
+        async with self._transaction("finding expired sessions", "single") as conn:
+            rows = (await conn.execute(query, {"now": now, "limit": limit})).scalars().all()
+        return [str(session_id) for session_id in rows]
 
     async def list_sessions(
         self,
@@ -244,6 +277,8 @@ class PostgresBackend:
         *,
         expected_revision: int | None,
         lease: Lease | None,
+        keep: int | None,
+        limits: CreateLimits | None,
     ) -> None:
         sessions, items = self.tables.sessions, self.tables.history_items
         session_id = header.id
@@ -255,7 +290,8 @@ class PostgresBackend:
             and bool(lease.token)
             and not lease.released
         )
-        async with self._transaction(f"writing session {session_id}", "write") as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             if releasing:
                 # The lease row before the session's row, in the order the statement taking
                 # a lease locks them: the other order deadlocks with a follower's take.
@@ -267,6 +303,8 @@ class PostgresBackend:
                     )
                 )
             if expected_revision is None:
+                if limits is not None:
+                    await self._check_limits(conn, limits, header)
                 created = await conn.execute(
                     postgresql.insert(sessions)
                     .values({**values, "item_count": added})
@@ -278,20 +316,27 @@ class PostgresBackend:
                 first = 0
             else:
                 changes = {name: value for name, value in values.items() if name != "id"}
-                updated = await conn.execute(
-                    sa.update(sessions)
-                    .where(
-                        sessions.c.id == session_id,
-                        sessions.c.revision == expected_revision,
-                        sessions.c.agent_id == header.agent_id,
-                    )
-                    .values({**changes, "item_count": sessions.c.item_count + added})
-                    .returning(sessions.c.item_count)
+                update = sa.update(sessions).where(
+                    sessions.c.id == session_id,
+                    sessions.c.revision == expected_revision,
+                    sessions.c.agent_id == header.agent_id,
                 )
+                if keep is None:
+                    update = update.values({**changes, "item_count": sessions.c.item_count + added})
+                else:
+                    # A rewind: the first `keep` items stay, if there are that many.
+                    update = update.where(sessions.c.item_count >= keep).values(
+                        {**changes, "item_count": keep + added}
+                    )
+                updated = await conn.execute(update.returning(sessions.c.item_count))
                 count = updated.scalar_one_or_none()
                 if count is None:
-                    await self._refuse(conn, header, expected_revision)
+                    await self._refuse(conn, header, expected_revision, keep)
                 first = int(count) - added
+                if keep is not None:
+                    await conn.execute(
+                        drop_items_from(self.tables), {"key": session_id, "keep": keep}
+                    )
             if new_items:
                 await conn.execute(
                     sa.insert(items),
@@ -305,6 +350,10 @@ class PostgresBackend:
                         for offset, item in enumerate(new_items)
                     ],
                 )
+
+        await bounded_write(
+            self.engine, self.errors, f"writing session {session_id}", self.commit_timeout, write
+        )
         if releasing:
             assert lease is not None
             lease.released = True
@@ -312,9 +361,47 @@ class PostgresBackend:
     async def delete_session(self, session_id: str) -> bool:
         sessions = self.tables.sessions
         async with self._transaction(f"deleting session {session_id}", "single") as conn:
-            # The foreign key cascades to the item rows.
+            # The foreign keys cascade to the item and checkpoint rows.
             deleted = await conn.execute(sa.delete(sessions).where(sessions.c.id == session_id))
         return deleted.rowcount == 1
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        doing = f"saving checkpoint {checkpoint.id} of session {checkpoint.session_id}"
+        async with self._transaction(doing, "single") as conn:
+            try:
+                await conn.execute(self._checkpoints.save, checkpoint_values(checkpoint))
+            except sa_errors.IntegrityError as error:
+                if getattr(error.orig, "sqlstate", None) != _FOREIGN_KEY_VIOLATION:
+                    raise
+                raise session_missing(checkpoint.session_id) from error
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        params = {"key": session_id, "checkpoint_id": checkpoint_id}
+        doing = f"reading checkpoint {checkpoint_id} of session {session_id}"
+        async with self._transaction(doing, "single") as conn:
+            body = (await conn.execute(self._checkpoints.get, params)).scalar_one_or_none()
+        return None if body is None else self._rows.checkpoint(session_id, checkpoint_id, body)
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        doing = f"listing the checkpoints of session {session_id}"
+        async with self._transaction(doing, "single") as conn:
+            rows = (await conn.execute(self._checkpoints.list, {"key": session_id})).all()
+        return [self._rows.checkpoint(session_id, str(found), body) for found, body in rows]
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        params = {"key": session_id, "checkpoint_id": checkpoint_id}
+        doing = f"deleting checkpoint {checkpoint_id} of session {session_id}"
+        async with self._transaction(doing, "single") as conn:
+            return (await conn.execute(self._checkpoints.delete, params)).rowcount == 1
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        doing = f"deleting the checkpoints of session {session_id}"
+        async with self._transaction(doing, "single") as conn:
+            return int((await conn.execute(self._checkpoints.clear, {"key": session_id})).rowcount)
+
+    # -- leases -----------------------------------------------------------------------------
 
     def lease(
         self, session_id: str, *, ttl: float, timeout: float
@@ -383,17 +470,43 @@ class PostgresBackend:
         sessions = self.tables.sessions
         return sa.select(*(sessions.c[name] for name in HEADER_COLUMNS))
 
+    async def _check_limits(
+        self, conn: AsyncConnection, limits: CreateLimits, header: SessionHeader
+    ) -> None:
+        """Count the live sessions under the store's creation lock, held to the end of the
+        transaction: a racing creation in any process counts after this one commits."""
+        sessions = self.tables.sessions
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._creation_lock)))
+        exists = sa.select(sessions.c.id).where(sessions.c.id == header.id)
+        if (await conn.execute(exists)).first() is not None:
+            raise session_exists(header.id)
+        now = {"now": limits.now}
+        total = (await conn.execute(count_select(sessions, user=False, live=True), now)).scalar()
+        of_user = 0
+        if header.user_id is not None:
+            of_user = (
+                await conn.execute(
+                    count_select(sessions, user=True, live=True),
+                    {**now, "user_id": header.user_id},
+                )
+            ).scalar()
+        limit_exceeded(limits, header, int(total or 0), int(of_user or 0))
+
     async def _refuse(
-        self, conn: AsyncConnection, header: SessionHeader, expected_revision: int
+        self,
+        conn: AsyncConnection,
+        header: SessionHeader,
+        expected_revision: int,
+        keep: int | None,
     ) -> None:
         """Raise why an update matched no row."""
         sessions = self.tables.sessions
         stored: RowMapping | None = (
             (
                 await conn.execute(
-                    sa.select(sessions.c.revision, sessions.c.agent_id).where(
-                        sessions.c.id == header.id
-                    )
+                    sa.select(
+                        sessions.c.revision, sessions.c.agent_id, sessions.c.item_count
+                    ).where(sessions.c.id == header.id)
                 )
             )
             .mappings()
@@ -404,7 +517,14 @@ class PostgresBackend:
         if stored["revision"] != expected_revision:
             raise stale_revision(header.id, int(stored["revision"]), expected_revision)
         check_same_agent(header, str(stored["agent_id"]))
+        check_keep(header.id, keep, int(stored["item_count"]))
         raise AssertionError("an update matched no row, yet the row matches")  # pragma: no cover
+
+
+def advisory_key(name: str) -> int:
+    """The 64-bit key of a PostgreSQL advisory lock named ``name``."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _item_text(items: sa.Table) -> sa.ColumnElement[str]:

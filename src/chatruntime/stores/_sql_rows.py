@@ -16,6 +16,7 @@ from ..models import (
     HISTORY_ADAPTER,
     AgentSpec,
     ChatSession,
+    Checkpoint,
     CorruptDataError,
     HistoryItem,
     SessionHeader,
@@ -31,12 +32,27 @@ HEADER_COLUMNS: Final = tuple(
 )
 """The ``sessions`` columns a header is read from (``id`` first)."""
 
+JSON_HEADER_COLUMNS: Final = ("metadata", "state", "turn_keys")
+"""The ``sessions`` columns that hold JSON documents."""
+
 
 def header_values(header: SessionHeader) -> dict[str, Any]:
     """The ``sessions`` columns of ``header`` (JSON columns as Python values)."""
     values = header.model_dump(mode="json", include=set(HEADER_FIELDS))
     values.update(values.pop("context"))
+    # In their wire form, as history items and checkpoints are stored.
+    values["turn_keys"] = [key.to_wire() for key in header.turn_keys]
     return values
+
+
+def checkpoint_values(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The ``checkpoints`` columns of ``checkpoint`` (``body`` as a Python value)."""
+    return {
+        "session_id": checkpoint.session_id,
+        "id": checkpoint.id,
+        "created_at": checkpoint.created_at,
+        "body": checkpoint.to_wire(),
+    }
 
 
 def item_text(item: HistoryItem) -> str:
@@ -51,6 +67,7 @@ class RowReader:
         self._sessions = tables.sessions.name
         self._items = tables.history_items.name
         self._agents = tables.agents.name
+        self._checkpoints = tables.checkpoints.name
 
     def header(self, row: Mapping[str, Any]) -> SessionHeader | CorruptRecord:
         """The header stored in a ``sessions`` row, or why it cannot be read."""
@@ -58,7 +75,7 @@ class RowReader:
         location = f"{self._sessions} id={session_id}"
         undecodable = [
             f"{column} is not valid JSON: {row[column].error}"
-            for column in ("metadata", "state")
+            for column in JSON_HEADER_COLUMNS
             if isinstance(row[column], UndecodableJson)
         ]
         if undecodable:
@@ -119,6 +136,34 @@ class RowReader:
                 reason=reason,
             )
         return parse_agent(agent_id, raw, location)
+
+    def checkpoint(self, session_id: str, checkpoint_id: str, raw: Any) -> Checkpoint:
+        """The checkpoint stored in a ``checkpoints`` row (``body`` as JSON text or value).
+
+        Raises:
+            CorruptDataError: The body is not a valid checkpoint of this session and id.
+        """
+        location = f"{self._checkpoints} session_id={session_id} id={checkpoint_id}"
+        if isinstance(raw, str):
+            raw = load_json(raw)
+        if isinstance(raw, UndecodableJson):
+            reason = f"body is not valid JSON: {raw.error}"
+        else:
+            try:
+                found = Checkpoint.model_validate(raw)
+            except ValidationError as error:
+                reason = f"invalid checkpoint: {describe_invalid(error)}"
+            else:
+                if (found.session_id, found.id) == (session_id, checkpoint_id):
+                    return found
+                reason = f"the record is checkpoint {found.id} of session {found.session_id}"
+        raise CorruptDataError(
+            f"checkpoint {checkpoint_id} of session {session_id} cannot be read: {reason}",
+            session_id=session_id,
+            checkpoint_id=checkpoint_id,
+            location=location,
+            reason=reason,
+        )
 
     def _corrupt_item(self, session_id: str, seq: int, text: str) -> CorruptRecord:
         # Worded as before this store parsed JSON text itself: the JSON error, or the fields.

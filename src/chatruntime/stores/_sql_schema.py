@@ -10,6 +10,8 @@ Every table name starts with the store's prefix (``chatruntime_`` by default)::
     {p}history_items   session_id, seq, type, item      one row per history item, in seq order
     {p}session_leases  session_id, token, expires_at    who holds a session, and until when
                                                         (PostgreSQL; SQLite uses a file lock)
+    {p}checkpoints     session_id, id, created_at, body one row per checkpoint, its record as
+                                                        JSON; deleted with its session
 
 A turn updates its session's row and inserts its items' rows; no history is ever rewritten.
 Listings are served by indexes on ``(last_activity, id)``, alone and behind each filter
@@ -25,6 +27,10 @@ ones in order, in one transaction, under a lock that keeps concurrent processes 
 - Version 2: ``sessions.item_count`` (backfilled from the item rows), so a turn learns where
   its items go from the same ``UPDATE`` that checks the revision; the one-column indexes
   replaced by the four listing indexes above.
+- Version 3: ``sessions.turn_keys`` (the idempotency keys of recent turns, JSON, ``[]`` for
+  existing rows); an index on ``(expires_at, id)``, so expired sessions are found by a range
+  scan, earliest first; the ``checkpoints`` table, whose primary key ``(session_id, id)``
+  finds one and whose index ``(session_id, created_at, id)`` lists them newest first.
 """
 
 from __future__ import annotations
@@ -147,8 +153,8 @@ def _sqlite_now_ms(element: db_now_ms, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 @dataclass(frozen=True)
-class SqlTables:
-    """The tables of one store (one table prefix), as SQLAlchemy Core objects."""
+class VersionTables:
+    """The tables every schema version has, as that version defined them."""
 
     metadata: sa.MetaData
     meta: sa.Table
@@ -158,7 +164,14 @@ class SqlTables:
     session_leases: sa.Table
 
 
-def _v1_tables(prefix: str) -> SqlTables:
+@dataclass(frozen=True)
+class SqlTables(VersionTables):
+    """The tables of one store (one table prefix) at the current schema version."""
+
+    checkpoints: sa.Table
+
+
+def _v1_tables(prefix: str) -> VersionTables:
     # Frozen: this is what migration 1 creates. A later schema version defines its tables
     # anew in `define_tables` and leaves these as they are.
     metadata = sa.MetaData()
@@ -226,10 +239,10 @@ def _v1_tables(prefix: str) -> SqlTables:
         sa.Column("token", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False),
     )
-    return SqlTables(metadata, meta, agents, sessions, history_items, session_leases)
+    return VersionTables(metadata, meta, agents, sessions, history_items, session_leases)
 
 
-def _v2_tables(prefix: str) -> SqlTables:
+def _v2_tables(prefix: str) -> VersionTables:
     # Version 1 plus sessions.item_count and the listing indexes (see the module docstring).
     metadata = sa.MetaData()
     meta = sa.Table(
@@ -298,12 +311,101 @@ def _v2_tables(prefix: str) -> SqlTables:
         sa.Column("token", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False),
     )
-    return SqlTables(metadata, meta, agents, sessions, history_items, session_leases)
+    return VersionTables(metadata, meta, agents, sessions, history_items, session_leases)
+
+
+def _v3_tables(prefix: str) -> SqlTables:
+    # Version 2 plus sessions.turn_keys, the expiry index and checkpoints.
+    metadata = sa.MetaData()
+    meta = sa.Table(
+        f"{prefix}meta",
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    agents = sa.Table(
+        f"{prefix}agents",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("spec", JsonDocument, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    sessions = sa.Table(
+        f"{prefix}sessions",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("agent_id", sa.String(36), nullable=False),
+        sa.Column("user_id", sa.String(256)),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.Column("last_activity", sa.BigInteger, nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
+        sa.Column("schema_version", sa.Integer, nullable=False),
+        sa.Column("total_tokens", sa.BigInteger, nullable=False),
+        sa.Column("total_messages", sa.BigInteger, nullable=False),
+        sa.Column("total_function_calls", sa.BigInteger, nullable=False),
+        sa.Column("input_tokens", sa.BigInteger, nullable=False),
+        sa.Column("output_tokens", sa.BigInteger, nullable=False),
+        sa.Column("requests", sa.BigInteger, nullable=False),
+        sa.Column("total_turns", sa.BigInteger, nullable=False),
+        sa.Column("total_handoffs", sa.BigInteger, nullable=False),
+        sa.Column("last_agent_id", sa.String(256)),
+        sa.Column("metadata", JsonDocument, nullable=False),
+        sa.Column("state", JsonDocument, nullable=False),
+        sa.Column("expires_at", sa.BigInteger),
+        sa.Column("item_count", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("turn_keys", JsonDocument, nullable=False, server_default="[]"),
+        sa.Index(f"{prefix}sessions_recent", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_agent_recent", "agent_id", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_user_recent", "user_id", "last_activity", "id"),
+        sa.Index(f"{prefix}sessions_status_recent", "status", "last_activity", "id"),
+        # `expires_at <= now ORDER BY expires_at, id`: a range at the start of the index
+        # (sessions that never expire hold NULL, outside every range).
+        sa.Index(f"{prefix}sessions_expiry", "expires_at", "id"),
+    )
+    history_items = sa.Table(
+        f"{prefix}history_items",
+        metadata,
+        sa.Column(
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey(sessions.c.id, ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("item", JsonDocument, nullable=False),
+    )
+    session_leases = sa.Table(
+        f"{prefix}session_leases",
+        metadata,
+        sa.Column("session_id", sa.String(36), primary_key=True),
+        sa.Column("token", sa.String(64), nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+    )
+    checkpoints = sa.Table(
+        f"{prefix}checkpoints",
+        metadata,
+        sa.Column(
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey(sessions.c.id, ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("body", JsonDocument, nullable=False),
+        # Serves `WHERE session_id = ? ORDER BY created_at DESC, id DESC`, read backwards.
+        sa.Index(f"{prefix}checkpoints_recent", "session_id", "created_at", "id"),
+    )
+    return SqlTables(metadata, meta, agents, sessions, history_items, session_leases, checkpoints)
 
 
 def define_tables(prefix: str) -> SqlTables:
     """The tables of the current schema version, named with ``prefix``."""
-    return _v2_tables(check_table_prefix(prefix))
+    return _v3_tables(check_table_prefix(prefix))
 
 
 # -- migrations -----------------------------------------------------------------------------
@@ -334,11 +436,25 @@ def _upgrade_to_v2(connection: Connection, prefix: str) -> None:
         index.create(connection)
 
 
-MIGRATIONS: Sequence[Migration] = (_create_v1, _upgrade_to_v2)
+def _upgrade_to_v3(connection: Connection, prefix: str) -> None:
+    new = _v3_tables(prefix)
+    sessions = new.sessions
+    table = connection.dialect.identifier_preparer.format_table(sessions)
+    kind = "JSON" if connection.dialect.name == "postgresql" else "TEXT"
+    # Existing sessions have no idempotency keys yet.
+    connection.exec_driver_sql(
+        f"ALTER TABLE {table} ADD COLUMN turn_keys {kind} NOT NULL DEFAULT '[]'"
+    )
+    [expiry] = [index for index in sessions.indexes if index.name == f"{prefix}sessions_expiry"]
+    expiry.create(connection)
+    new.checkpoints.create(connection)
+
+
+MIGRATIONS: Sequence[Migration] = (_create_v1, _upgrade_to_v2, _upgrade_to_v3)
 """``MIGRATIONS[n - 1]`` upgrades schema version ``n - 1`` to ``n``."""
 
 
-def stored_version(connection: Connection, tables: SqlTables) -> int:
+def stored_version(connection: Connection, tables: VersionTables) -> int:
     """The schema version recorded in the database; 0 when it has no tables of ours.
 
     Raises:

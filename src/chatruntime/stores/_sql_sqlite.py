@@ -1,19 +1,17 @@
 """``SqlStore`` on SQLite: each call is one round trip to a connection's thread.
 
-aiosqlite runs every connection in a thread of its own, and its API makes one round trip to
-that thread per statement, cursor and fetch: through SQLAlchemy a turn took some forty. Here
-each call instead runs as one function in the connection's thread (a read with all its
-statements, a batch of writes with its transaction), through ``_execute``, the aiosqlite
-internal that SQLAlchemy's own aiosqlite adapter also relies on. Statements are SQLAlchemy
+Each call runs as one function in a connection's thread (see ``_sql_sqlite_lanes``): a read
+with all its statements, a batch of writes with its transaction. Statements are SQLAlchemy
 Core constructs compiled once to SQL text.
 
 Connections: the store checks out of the engine's pool, for as long as it is open, one writer
 connection and ``pool_size`` reader connections. In WAL mode readers never wait for the
 writer; each read goes to the least busy reader. Writes queue in this process and commit in
-batches: whoever finds the writer free commits every write waiting at that moment in one
-transaction, each in a savepoint of its own (a failing write takes back only itself), with
-one fsync for the batch (group commit). So this process's connections never meet SQLite's
-``BUSY``; another process's writer is waited for up to the busy timeout.
+batches, one fsync a batch. So this process's connections never meet SQLite's ``BUSY``;
+another process's writer is waited for up to the busy timeout. Every write transaction
+begins ``IMMEDIATE``: it holds the database's write lock from its first statement, so what a
+write counts (the live sessions a creation's limits allow) cannot change before it commits,
+in any process.
 
 Durability: ``synchronous=FULL`` in WAL mode, as the Agents SDK's ``SQLiteSession`` runs:
 the WAL is synced at every commit, so a write that returned survives a power cut.
@@ -29,17 +27,17 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
-import anyio
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..models import (
     AgentSpec,
     ChatSession,
+    Checkpoint,
     HistoryItem,
     SessionHeader,
     SessionPage,
@@ -47,185 +45,41 @@ from ..models import (
     StorageError,
 )
 from ._errors import (
+    check_keep,
     check_same_agent,
+    limit_exceeded,
     session_exists,
     session_missing,
     stale_revision,
 )
+from ._lease import TokenLeases
 from ._paging import Position
-from ._protocol import CorruptRecord, Lease
+from ._protocol import CorruptRecord, CreateLimits, Lease
 from ._sql_errors import ErrorMapper
-from ._sql_leases import FileLeases, Granted, RowLeaseOps, hold_row_lease
+from ._sql_leases import FileLeases, Granted, RowLeaseOps, row_leases
+from ._sql_lifecycle import CheckpointStatements, count_select, drop_items_from, expired_select
 from ._sql_listing import listing_select, page_of_rows
-from ._sql_rows import HEADER_COLUMNS, RowReader, header_values, item_text
+from ._sql_rows import (
+    HEADER_COLUMNS,
+    JSON_HEADER_COLUMNS,
+    RowReader,
+    checkpoint_values,
+    header_values,
+    item_text,
+)
 from ._sql_schema import SqlTables, db_now_ms, dump_json, load_json
+from ._sql_sqlite_lanes import Lane, Writer, in_snapshot
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "SqliteBackend", "configure_connection"]
+__all__ = ["SqliteBackend"]
 
 logger = logging.getLogger("chatruntime.stores.sql")
 
 T = TypeVar("T")
 
-SQLITE_BUSY_TIMEOUT_MS: Final = 15_000
-"""How long a statement waits for another process's write transaction to end."""
 _SCAN_SESSIONS: Final = 100
 """Sessions a scan reads per round trip at most..."""
 _SCAN_ITEMS: Final = 10_000
 """...and items, unless one session alone has more."""
-_JSON_COLUMNS: Final = ("metadata", "state")
-_SAVEPOINT: Final = "chatruntime_write"
-
-
-def configure_connection(connection: sqlite3.Connection) -> None:
-    """Set up a new SQLite connection: explicit transactions, foreign keys, WAL, full sync."""
-    # pysqlite would begin transactions itself, lazily and never IMMEDIATE; every transaction
-    # of the store says BEGIN itself.
-    connection.isolation_level = None
-    cursor = connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        # Readers then never wait for the writer; an in-memory database keeps "memory".
-        cursor.execute("PRAGMA journal_mode = WAL")
-        # The WAL is synced at every commit: a write that returned survives a power cut
-        # (NORMAL would sync only at checkpoints).
-        cursor.execute("PRAGMA synchronous = FULL")
-    finally:
-        cursor.close()
-
-
-# -- connections ----------------------------------------------------------------------------
-
-
-class _Lane:
-    """One connection checked out of the engine's pool for the store's lifetime, and the
-    thread aiosqlite runs it in."""
-
-    def __init__(self, held: AsyncConnection, driver: Any) -> None:
-        self._held = held
-        self._driver = driver
-        self.busy = 0
-        """Calls queued or running on this connection."""
-
-    @classmethod
-    async def check_out(cls, engine: AsyncEngine) -> _Lane:
-        held = await engine.connect()
-        try:
-            raw = await held.get_raw_connection()
-            driver = raw.driver_connection
-            if not callable(getattr(driver, "_execute", None)):
-                raise StorageError(
-                    "this aiosqlite version cannot run a function in its connection's thread "
-                    f"({type(driver).__module__}.{type(driver).__name__} has no _execute); "
-                    "install aiosqlite 0.20 to 0.22"
-                )
-            lane = cls(held, driver)
-            await lane.run(configure_connection)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await held.close()
-            raise
-        return lane
-
-    async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        """``function(connection)`` in the connection's thread: one round trip."""
-        driver = self._driver
-        self.busy += 1
-        try:
-            result: T = await driver._execute(lambda: function(driver._conn))
-            return result
-        finally:
-            self.busy -= 1
-
-    async def close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._held.close()
-
-
-@dataclass(eq=False)
-class _Pending(Generic[T]):
-    """A write waiting for its batch."""
-
-    apply: Callable[[sqlite3.Connection], T]
-    value: Any = None
-    error: Exception | None = None
-    done: bool = False
-
-    def result(self) -> T:
-        if self.error is not None:
-            raise self.error
-        result: T = self.value
-        return result
-
-
-class _Writer:
-    """The writer connection and the queue of writes waiting for it (group commit)."""
-
-    def __init__(self, lane: _Lane) -> None:
-        self.lane = lane
-        self._waiting: list[_Pending[Any]] = []
-        self._turn = anyio.Lock()
-
-    async def run(self, apply: Callable[[sqlite3.Connection], T]) -> T:
-        """``apply(connection)`` inside a write transaction, committed when this returns.
-
-        Shielded from cancellation once queued: a write that the caller stopped waiting for
-        could still commit, and the caller must never believe otherwise.
-        """
-        pending: _Pending[T] = _Pending(apply)
-        with anyio.CancelScope(shield=True):
-            self._waiting.append(pending)
-            async with self._turn:
-                if not pending.done:
-                    batch, self._waiting = self._waiting, []
-                    try:
-                        await self.lane.run(partial(_commit_batch, batch))
-                    except Exception as error:
-                        for each in batch:
-                            if not each.done:
-                                each.error, each.done = error, True
-        return pending.result()
-
-
-def _commit_batch(batch: Sequence[_Pending[Any]], connection: sqlite3.Connection) -> None:
-    """Apply each write in a savepoint of one transaction and commit them together."""
-    applied: list[_Pending[Any]] = []
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        for pending in batch:
-            connection.execute(f"SAVEPOINT {_SAVEPOINT}")
-            try:
-                pending.value = pending.apply(connection)
-            except Exception as error:
-                if not connection.in_transaction:
-                    # SQLite ended the whole transaction itself (disk full, I/O error).
-                    raise
-                connection.execute(f"ROLLBACK TO {_SAVEPOINT}")
-                connection.execute(f"RELEASE {_SAVEPOINT}")
-                pending.error, pending.done = error, True
-            else:
-                connection.execute(f"RELEASE {_SAVEPOINT}")
-                applied.append(pending)
-        connection.execute("COMMIT")
-    except Exception as error:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        # Nothing of the batch is stored: every write not refused already fails with this.
-        for pending in batch:
-            if not pending.done:
-                pending.error, pending.done = error, True
-        return
-    for pending in applied:
-        pending.done = True
-
-
-def _read(function: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
-    """``function`` in one read transaction: its statements see one snapshot."""
-    connection.execute("BEGIN")
-    try:
-        return function(connection)
-    finally:
-        connection.execute("COMMIT")
 
 
 # -- statements -----------------------------------------------------------------------------
@@ -246,23 +100,28 @@ class _Statements:
         self.create = self._sql(
             sqlite.insert(sessions).on_conflict_do_nothing(index_elements=[sessions.c.id])
         )
+        update = sa.update(sessions).where(
+            sessions.c.id == key,
+            sessions.c.revision == sa.bindparam("expected"),
+            sessions.c.agent_id == sa.bindparam("stored_agent"),
+        )
+        changes: dict[str, Any] = {column.name: sa.bindparam(column.name) for column in header[1:]}
         self.update = self._sql(
-            sa.update(sessions)
-            .where(
-                sessions.c.id == key,
-                sessions.c.revision == sa.bindparam("expected"),
-                sessions.c.agent_id == sa.bindparam("stored_agent"),
-            )
-            .values(
-                {
-                    **{column.name: sa.bindparam(column.name) for column in header[1:]},
-                    "item_count": sessions.c.item_count + sa.bindparam("added"),
-                }
-            )
+            update.values(
+                {**changes, "item_count": sessions.c.item_count + sa.bindparam("added")}
+            ).returning(sessions.c.item_count)
+        )
+        # A rewind: the first :keep items stay (if there are that many), then the new ones.
+        self.update_keeping = self._sql(
+            update.where(sessions.c.item_count >= sa.bindparam("keep"))
+            .values({**changes, "item_count": sa.bindparam("keep") + sa.bindparam("added")})
             .returning(sessions.c.item_count)
         )
+        self.drop_items_from = self._sql(drop_items_from(tables))
         self.stored = self._sql(
-            sa.select(sessions.c.revision, sessions.c.agent_id).where(sessions.c.id == key)
+            sa.select(sessions.c.revision, sessions.c.agent_id, sessions.c.item_count).where(
+                sessions.c.id == key
+            )
         )
         self.add_item = self._sql(sa.insert(items))
         self.header = self._sql(sa.select(*header).where(sessions.c.id == key))
@@ -282,7 +141,18 @@ class _Statements:
         )
         self.delete_session = self._sql(sa.delete(sessions).where(sessions.c.id == key))
         self.delete_items = self._sql(sa.delete(items).where(items.c.session_id == key))
-        self.count = self._sql(sa.select(sa.func.count()).select_from(sessions))
+        self.counts = {
+            (user, live): self._sql(count_select(sessions, user=user, live=live))
+            for user in (False, True)
+            for live in (False, True)
+        }
+        self.expired = self._sql(expired_select(sessions)) + " LIMIT :limit"
+        checkpoints = CheckpointStatements(tables, sqlite.insert)
+        self.save_checkpoint = self._sql(checkpoints.save)
+        self.checkpoint = self._sql(checkpoints.get)
+        self.checkpoints = self._sql(checkpoints.list)
+        self.delete_checkpoint = self._sql(checkpoints.delete)
+        self.clear_checkpoints = self._sql(checkpoints.clear)
         self.scan_ids = (
             self._sql(
                 sa.select(sessions.c.id, sessions.c.item_count)
@@ -367,9 +237,12 @@ class SqliteBackend:
     file_leases: bool
     _sql: _Statements = field(init=False)
     _rows: RowReader = field(init=False)
-    _writer: _Writer | None = field(init=False, default=None)
-    _readers: list[_Lane] = field(init=False, default_factory=list)
+    _writer: Writer | None = field(init=False, default=None)
+    _readers: list[Lane] = field(init=False, default_factory=list)
     _leases: FileLeases | None = field(init=False, default=None)
+    _row_leases: TokenLeases | None = field(init=False, default=None)
+    """Where file locks are missing: one for the store's life, so that it remembers lease
+    rows it could not give back and gives them back later."""
 
     def __post_init__(self) -> None:
         self._sql = _Statements(self.tables)
@@ -378,18 +251,31 @@ class SqliteBackend:
     async def open(self, engine: AsyncEngine, *, memory: bool) -> None:
         """Check out the connections and open the lock file."""
         with self.errors.mapped("opening its connections", connecting=True):
-            writer = _Writer(await _Lane.check_out(engine))
+            writer = Writer(await Lane.check_out(engine))
             self._writer = writer
             for _ in range(0 if memory else self.readers):
-                self._readers.append(await _Lane.check_out(engine))
+                self._readers.append(await Lane.check_out(engine))
             path = await writer.lane.run(_database_file)
             if self.file_leases or not path:
                 lock_path = f"{path}-leases" if path else None
                 self._leases = FileLeases(lock_path, self.prefix, self.errors)
                 await self._leases.open()
+            else:
+                self._row_leases = row_leases(
+                    RowLeaseOps(
+                        take=self._take_lease,
+                        renew=self._renew_lease,
+                        give_back=self._give_back_lease,
+                        failures=(StorageError, RuntimeError),
+                    )
+                )
 
     async def close(self) -> None:
-        """Give the connections back to the engine's pool and close the lock file."""
+        """Give back the lease rows still to give back (while the writer is there), the
+        connections to the engine's pool, and close the lock file."""
+        row_leases, self._row_leases = self._row_leases, None
+        if row_leases is not None:
+            await row_leases.close()
         lanes = [self._writer.lane] if self._writer is not None else []
         lanes += self._readers
         self._writer, self._readers = None, []
@@ -437,9 +323,18 @@ class SqliteBackend:
                 yield self._rows.session(self._header_row(header), items)
             after = batch[-1][0][0]
 
-    async def count_sessions(self) -> int:
-        [(count,)] = await self._read_one("counting sessions", partial(_all, self._sql.count, {}))
+    async def count_sessions(self, *, user_id: str | None, live_at: int | None) -> int:
+        sql = self._sql.counts[(user_id is not None, live_at is not None)]
+        params = {"user_id": user_id, "now": live_at}
+        [(count,)] = await self._read_one("counting sessions", partial(_all, sql, params))
         return int(count)
+
+    async def expired_sessions(self, now: int, *, limit: int) -> list[str]:
+        params = {"now": now, "limit": limit}
+        rows = await self._read_one(
+            "finding expired sessions", partial(_all, self._sql.expired, params)
+        )
+        return [str(session_id) for (session_id,) in rows]
 
     async def list_sessions(
         self,
@@ -493,9 +388,11 @@ class SqliteBackend:
         *,
         expected_revision: int | None,
         lease: Lease | None,
+        keep: int | None,
+        limits: CreateLimits | None,
     ) -> None:
         values = header_values(header)
-        for column in _JSON_COLUMNS:
+        for column in JSON_HEADER_COLUMNS:
             values[column] = dump_json(values[column])
         items: list[tuple[str, str]] = [(item.type, item_text(item)) for item in new_items]
         # A lease row (where file locks are missing) goes back in the write's transaction.
@@ -507,10 +404,8 @@ class SqliteBackend:
             and not lease.released
         )
         token = lease.token if releasing and lease is not None else None
-        await self._write(
-            f"writing session {header.id}",
-            partial(_write_session, self._sql, header, values, items, expected_revision, token),
-        )
+        write = _SessionWrite(header, values, items, expected_revision, keep, limits, token)
+        await self._write(f"writing session {header.id}", partial(write.apply, self._sql))
         if releasing and lease is not None:
             lease.released = True
 
@@ -520,18 +415,55 @@ class SqliteBackend:
         )
         return deleted == 1
 
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        values = checkpoint_values(checkpoint)
+        values["body"] = dump_json(values["body"])
+        await self._write(
+            f"saving checkpoint {checkpoint.id} of session {checkpoint.session_id}",
+            partial(_save_checkpoint, self._sql, values),
+        )
+
+    async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
+        params = {"key": session_id, "checkpoint_id": checkpoint_id}
+        row = await self._read_one(
+            f"reading checkpoint {checkpoint_id} of session {session_id}",
+            partial(_one, self._sql.checkpoint, params),
+        )
+        return None if row is None else self._rows.checkpoint(session_id, checkpoint_id, row[0])
+
+    async def list_checkpoints(self, session_id: str) -> list[Checkpoint]:
+        rows = await self._read_one(
+            f"listing the checkpoints of session {session_id}",
+            partial(_all, self._sql.checkpoints, {"key": session_id}),
+        )
+        return [self._rows.checkpoint(session_id, str(found), body) for found, body in rows]
+
+    async def delete_checkpoint(self, session_id: str, checkpoint_id: str) -> bool:
+        params = {"key": session_id, "checkpoint_id": checkpoint_id}
+        deleted = await self._write(
+            f"deleting checkpoint {checkpoint_id} of session {session_id}",
+            partial(_rowcount, self._sql.delete_checkpoint, params),
+        )
+        return deleted == 1
+
+    async def clear_checkpoints(self, session_id: str) -> int:
+        return await self._write(
+            f"deleting the checkpoints of session {session_id}",
+            partial(_rowcount, self._sql.clear_checkpoints, {"key": session_id}),
+        )
+
+    # -- leases -----------------------------------------------------------------------------
+
     def lease(
         self, session_id: str, *, ttl: float, timeout: float
     ) -> AbstractAsyncContextManager[Lease]:
         if self._leases is not None:
             return self._leases.hold(session_id, timeout=timeout)
-        ops = RowLeaseOps(
-            take=self._take_lease,
-            renew=self._renew_lease,
-            give_back=self._give_back_lease,
-            failures=(StorageError, RuntimeError),
-        )
-        return hold_row_lease(ops, session_id, ttl=ttl, timeout=timeout)
+        if self._row_leases is None:
+            raise RuntimeError("SqlStore is closed")
+        return self._row_leases.hold(session_id, ttl=ttl, timeout=timeout)
 
     async def _take_lease(self, session_id: str, token: str, ttl_ms: int) -> Granted:
         params = {"key": session_id, "token": token, "ttl_ms": ttl_ms}
@@ -568,21 +500,21 @@ class SqliteBackend:
     async def _read_many(self, doing: str, function: Callable[[sqlite3.Connection], T]) -> T:
         """A read of several statements, in one snapshot."""
         with self.errors.mapped(doing):
-            return await self._reader().run(partial(_read, function))
+            return await self._reader().run(partial(in_snapshot, function))
 
-    def _reader(self) -> _Lane:
+    def _reader(self) -> Lane:
         if self._readers:
             return min(self._readers, key=lambda lane: lane.busy)
         return self._require_writer().lane
 
-    def _require_writer(self) -> _Writer:
+    def _require_writer(self) -> Writer:
         if self._writer is None:
             raise RuntimeError("SqlStore is closed")
         return self._writer
 
     def _header_row(self, row: Sequence[Any]) -> dict[str, Any]:
         values = dict(zip(self._sql.header_columns, row, strict=True))
-        for column in _JSON_COLUMNS:
+        for column in JSON_HEADER_COLUMNS:
             if isinstance(values[column], str):
                 values[column] = load_json(values[column])
         return values
@@ -649,65 +581,108 @@ def _scan(
     return found
 
 
-def _write_session(
-    sql: _Statements,
-    header: SessionHeader,
-    values: dict[str, Any],
-    items: list[tuple[str, str]],
-    expected_revision: int | None,
-    lease_token: str | None,
-    connection: sqlite3.Connection,
+@dataclass(frozen=True)
+class _SessionWrite:
+    """One ``write_session``, ready to apply in the writer's transaction."""
+
+    header: SessionHeader
+    values: dict[str, Any]
+    items: list[tuple[str, str]]
+    """``(type, JSON text)`` of each new item."""
+    expected_revision: int | None
+    keep: int | None
+    limits: CreateLimits | None
+    lease_token: str | None
+
+    def apply(self, sql: _Statements, connection: sqlite3.Connection) -> None:
+        header, items = self.header, self.items
+        session_id = header.id
+        if self.expected_revision is None:
+            if connection.execute(sql.stored, {"key": session_id}).fetchone() is not None:
+                raise session_exists(session_id)
+            if self.limits is not None:
+                # Inside the write transaction, which began IMMEDIATE: no process can create
+                # a session between this count and the insert.
+                _check_limits(sql, self.limits, header, connection)
+            connection.execute(sql.create, {**self.values, "item_count": len(items)})
+            first = 0
+        else:
+            params = {
+                **self.values,
+                "key": session_id,
+                "expected": self.expected_revision,
+                "stored_agent": header.agent_id,
+                "added": len(items),
+            }
+            if self.keep is None:
+                updated = connection.execute(sql.update, params).fetchall()
+            else:
+                params["keep"] = self.keep
+                updated = connection.execute(sql.update_keeping, params).fetchall()
+            if not updated:
+                _refuse(sql, header, self.expected_revision, self.keep, connection)
+            first = updated[0][0] - len(items)
+            if self.keep is not None:
+                connection.execute(sql.drop_items_from, {"key": session_id, "keep": self.keep})
+        if items:
+            connection.executemany(
+                sql.add_item,
+                (
+                    {"session_id": session_id, "seq": first + offset, "type": kind, "item": text}
+                    for offset, (kind, text) in enumerate(items)
+                ),
+            )
+        if self.lease_token is not None:
+            connection.execute(sql.give_back_lease, {"key": session_id, "token": self.lease_token})
+
+
+def _check_limits(
+    sql: _Statements, limits: CreateLimits, header: SessionHeader, connection: sqlite3.Connection
 ) -> None:
-    session_id = header.id
-    if expected_revision is None:
-        created = connection.execute(sql.create, {**values, "item_count": len(items)})
-        if created.rowcount != 1:
-            raise session_exists(session_id)
-        first = 0
-    else:
-        params = {
-            **values,
-            "key": session_id,
-            "expected": expected_revision,
-            "stored_agent": header.agent_id,
-            "added": len(items),
-        }
-        updated = connection.execute(sql.update, params).fetchall()
-        if not updated:
-            _refuse(sql, header, expected_revision, connection)
-        first = updated[0][0] - len(items)
-    if items:
-        connection.executemany(
-            sql.add_item,
-            (
-                {"session_id": session_id, "seq": first + offset, "type": kind, "item": text}
-                for offset, (kind, text) in enumerate(items)
-            ),
-        )
-    if lease_token is not None:
-        connection.execute(sql.give_back_lease, {"key": session_id, "token": lease_token})
+    now = {"now": limits.now}
+    [(total,)] = connection.execute(sql.counts[(False, True)], now).fetchall()
+    of_user = 0
+    if header.user_id is not None:
+        [(of_user,)] = connection.execute(
+            sql.counts[(True, True)], {**now, "user_id": header.user_id}
+        ).fetchall()
+    limit_exceeded(limits, header, int(total), int(of_user))
 
 
 def _refuse(
     sql: _Statements,
     header: SessionHeader,
     expected_revision: int,
+    keep: int | None,
     connection: sqlite3.Connection,
 ) -> None:
     """Raise why an update matched no row."""
     stored = connection.execute(sql.stored, {"key": header.id}).fetchone()
     if stored is None:
         raise session_missing(header.id)
-    revision, agent_id = stored
+    revision, agent_id, item_count = stored
     if revision != expected_revision:
         raise stale_revision(header.id, int(revision), expected_revision)
     check_same_agent(header, str(agent_id))
+    check_keep(header.id, keep, int(item_count))
     raise AssertionError("an update matched no row, yet the row matches")  # pragma: no cover
 
 
 def _delete_session(sql: _Statements, session_id: str, connection: sqlite3.Connection) -> int:
-    # The foreign key cascades; this also covers connections of a caller's engine that were
+    # The foreign keys cascade; this also covers connections of a caller's engine that were
     # opened before the store switched foreign keys on.
     deleted = connection.execute(sql.delete_session, {"key": session_id}).rowcount
     connection.execute(sql.delete_items, {"key": session_id})
+    connection.execute(sql.clear_checkpoints, {"key": session_id})
     return deleted
+
+
+def _save_checkpoint(
+    sql: _Statements, values: dict[str, Any], connection: sqlite3.Connection
+) -> None:
+    try:
+        connection.execute(sql.save_checkpoint, values)
+    except sqlite3.IntegrityError as error:
+        if "FOREIGN KEY" not in str(error):
+            raise
+        raise session_missing(values["session_id"]) from error

@@ -90,11 +90,7 @@ def open_store(url: str, **options: Any) -> SessionStore:
     if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         from . import SqlStore  # the package names the extra to install when it is missing
 
-        store = SqlStore(url, **options)
-        # SqlStore reads its URL only when it connects; a malformed one must fail here, as
-        # it does for every other store.
-        store._parsed_url()
-        return store
+        return SqlStore(url, **options)
     if scheme in ("redis", "rediss"):
         from . import RedisStore
 
