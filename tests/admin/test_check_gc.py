@@ -128,7 +128,7 @@ def test_the_gc_command_says_what_it_did_and_what_the_store_does_not_offer(
     assert main(["gc", "--store", "memory://", "--no-progress"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "deleted 0 expired sessions",
-        "note: journals: MemoryStore folds them when it closes",
+        "note: journals: MemoryStore keeps none",
         "note: stale leases: MemoryStore drops none on request (a lease not renewed ends by "
         "itself)",
     ]

@@ -19,6 +19,10 @@ EXPECTED_STATUS = {
     ErrorCode.AGENT_NOT_FOUND: 404,
     ErrorCode.SESSION_NOT_ACTIVE: 409,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.SESSION_EXPIRED: 410,
+    ErrorCode.CHECKPOINT_NOT_FOUND: 404,
+    ErrorCode.STATE_NOT_FOUND: 404,
+    ErrorCode.LIMIT_EXCEEDED: 429,
     ErrorCode.BUSY: 429,
     ErrorCode.MODEL_ERROR: 502,
     ErrorCode.TOOL_ERROR: 502,
@@ -27,6 +31,7 @@ EXPECTED_STATUS = {
     ErrorCode.TIMEOUT: 504,
     ErrorCode.CANCELLED: 503,
     ErrorCode.STORAGE_ERROR: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 503,
     ErrorCode.CORRUPT_DATA: 500,
     ErrorCode.UNSUPPORTED_VERSION: 500,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -45,10 +50,12 @@ class FaultyStore(MemoryStore):
             raise fault
         return await super().get_session(session_id, last=last)
 
-    async def count_sessions(self) -> int:
+    async def count_sessions(
+        self, *, user_id: str | None = None, live_at: int | None = None
+    ) -> int:
         if (fault := self.faults.get("count")) is not None:
             raise fault
-        return await super().count_sessions()
+        return await super().count_sessions(user_id=user_id, live_at=live_at)
 
 
 @pytest.fixture(scope="module")

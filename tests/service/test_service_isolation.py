@@ -18,14 +18,41 @@ REQUESTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/sessions/{id}/messages", None),
     ("POST", "/sessions/{id}/messages", {"content": "Hello"}),
     ("POST", "/sessions/{id}/messages:stream", {"content": "Hello"}),
+    ("POST", "/sessions/{id}/refresh", None),
+    ("POST", "/sessions/{id}/checkpoints", {"label": "Taken"}),
+    ("GET", "/sessions/{id}/checkpoints", None),
+    ("GET", "/sessions/{id}/checkpoints/{cid}", None),
+    ("GET", "/sessions/{id}/checkpoints/{cid}/history", None),
+    ("DELETE", "/sessions/{id}/checkpoints/{cid}", None),
+    ("POST", "/sessions/{id}/checkpoints/{cid}/restore", None),
+    ("POST", "/sessions/{id}/fork", {}),
+    ("POST", "/sessions/{id}/fork", {"checkpointId": "{cid}"}),
+    ("GET", "/sessions/{id}/state", None),
+    ("PUT", "/sessions/{id}/state", {"state": {"taken": {}}}),
 ]
+
+
+def filled(value: Any, session_id: str, checkpoint_id: str) -> Any:
+    """``value`` (a path or a body) naming the session and checkpoint."""
+    if isinstance(value, str):
+        return value.format(id=session_id, cid=checkpoint_id)
+    if isinstance(value, dict):
+        return {name: filled(item, session_id, checkpoint_id) for name, item in value.items()}
+    return value
 
 
 @pytest.fixture
 def alices_session(alice: httpx.Client) -> str:
     session_id = str(alice.post("/sessions", json={"name": "Alice's"}).json()["id"])
     alice.post(f"/sessions/{session_id}/messages", json={"content": "private"})
+    alice.put(f"/sessions/{session_id}/state", json={"state": {"secret": {"a": 1}}})
     return session_id
+
+
+@pytest.fixture
+def alices_checkpoint(alice: httpx.Client, alices_session: str) -> str:
+    saved = alice.post(f"/sessions/{alices_session}/checkpoints", json={"label": "Alice's"})
+    return str(saved.json()["id"])
 
 
 @pytest.mark.parametrize(("method", "path", "body"), REQUESTS, ids=lambda v: str(v))
@@ -34,14 +61,25 @@ def test_another_users_session_answers_exactly_as_an_unknown_one(
     alice: httpx.Client,
     bob: httpx.Client,
     alices_session: str,
+    alices_checkpoint: str,
     method: str,
     path: str,
     body: dict[str, Any] | None,
 ) -> None:
     before = alice.get(f"/sessions/{alices_session}").json()
+    checkpoints = alice.get(f"/sessions/{alices_session}/checkpoints").json()
+    sessions = alice.get("/sessions").json()
 
-    foreign = bob.request(method, path.format(id=alices_session), json=body)
-    unknown = bob.request(method, path.format(id=UNKNOWN), json=body)
+    foreign = bob.request(
+        method,
+        filled(path, alices_session, alices_checkpoint),
+        json=filled(body, alices_session, alices_checkpoint),
+    )
+    unknown = bob.request(
+        method,
+        filled(path, UNKNOWN, alices_checkpoint),
+        json=filled(body, UNKNOWN, alices_checkpoint),
+    )
 
     assert foreign.status_code == unknown.status_code == 404
     assert error_body(foreign) == {
@@ -56,6 +94,9 @@ def test_another_users_session_answers_exactly_as_an_unknown_one(
         "date",
     }
     assert alice.get(f"/sessions/{alices_session}").json() == before
+    assert alice.get(f"/sessions/{alices_session}/checkpoints").json() == checkpoints
+    assert alice.get("/sessions").json() == sessions
+    assert bob.get("/sessions").json()["sessions"] == []
 
 
 def test_each_user_lists_only_their_own_sessions(alice: httpx.Client, bob: httpx.Client) -> None:

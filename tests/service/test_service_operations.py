@@ -231,9 +231,43 @@ def test_the_openapi_schema_documents_every_route_and_the_stream_events(
         ("/sessions/{session_id}/messages", "get"),
         ("/sessions/{session_id}/messages", "post"),
         ("/sessions/{session_id}/messages:stream", "post"),
+        ("/sessions/{session_id}/refresh", "post"),
+        ("/sessions/{session_id}/checkpoints", "post"),
+        ("/sessions/{session_id}/checkpoints", "get"),
+        ("/sessions/{session_id}/checkpoints/{checkpoint_id}", "get"),
+        ("/sessions/{session_id}/checkpoints/{checkpoint_id}", "delete"),
+        ("/sessions/{session_id}/checkpoints/{checkpoint_id}/history", "get"),
+        ("/sessions/{session_id}/checkpoints/{checkpoint_id}/restore", "post"),
+        ("/sessions/{session_id}/fork", "post"),
+        ("/sessions/{session_id}/state", "get"),
+        ("/sessions/{session_id}/state", "put"),
     }
     components = schema["components"]["schemas"]
     assert {"ErrorInfo", "StreamEvent", "TextDelta", "Done", "Error"} <= set(components)
+    assert {"CheckpointCreate", "CheckpointSummary", "ForkCreate", "SessionState"} <= set(
+        components
+    )
+    save = schema["paths"]["/sessions/{session_id}/checkpoints"]["post"]
+    assert save["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CheckpointCreate"
+    }
+    assert save["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CheckpointSummary"
+    }
+    assert set(components["CheckpointSummary"]["properties"]) == {
+        "id",
+        "sessionId",
+        "label",
+        "createdAt",
+        "kind",
+        "data",
+        "itemCount",
+        "header",
+    }
+    send = schema["paths"]["/sessions/{session_id}/messages"]["post"]
+    assert [(p["name"], p["in"]) for p in send["parameters"] if p["in"] == "header"] == [
+        ("Idempotency-Key", "header")
+    ]
     stream = schema["paths"]["/sessions/{session_id}/messages:stream"]["post"]
     assert stream["responses"]["200"]["content"]["text/event-stream"]["schema"] == {
         "$ref": "#/components/schemas/StreamEvent"
@@ -251,13 +285,18 @@ def test_docs_are_served(shared_service: Service) -> None:
 # -- CORS -----------------------------------------------------------------------------------
 
 
-def preflight(service: Service, origin: str) -> httpx.Response:
+def preflight(
+    service: Service,
+    origin: str,
+    method: str = "POST",
+    headers: str = "authorization,content-type",
+) -> httpx.Response:
     return httpx.options(
         f"{service.url}/sessions",
         headers={
             "Origin": origin,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
         },
     )
 
@@ -279,6 +318,21 @@ def test_cors_lets_only_the_configured_origins_in(start_service: Callable[..., S
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://chat.example"
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_cors_lets_a_page_put_state_and_send_idempotency_keys(
+    start_service: Callable[..., Service],
+) -> None:
+    service = start_service(app_options={"cors_origins": ["https://chat.example"]})
+
+    put = preflight(service, "https://chat.example", method="PUT")
+    keyed = preflight(
+        service, "https://chat.example", headers="authorization,content-type,idempotency-key"
+    )
+
+    assert (put.status_code, keyed.status_code) == (200, 200)
+    assert "PUT" in put.headers["access-control-allow-methods"]
+    assert "idempotency-key" in keyed.headers["access-control-allow-headers"].lower()
 
 
 # -- shutdown -------------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """The chat page at ``/``, driven in a real headless Chromium (Debian's ``chromium``, which
-``make services`` installs): sign in, create a session, chat with the reply streaming in, and
-find the conversation again after a reload. A screenshot is kept in the test's tmp dir."""
+``make services`` installs): sign in, create a session, chat with the reply streaming in, find
+the conversation again after a reload, save a checkpoint, and restore or fork from it.
+Screenshots are kept in the test's tmp dir."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from conftest import ALICE_KEY, Service
 
@@ -54,6 +56,21 @@ def sign_in(page: Page, service: Service, key: str) -> None:
     page.click("#signin-form button")
 
 
+def chat(page: Page, content: str, turn: int) -> None:
+    """Send ``content`` from the composer and wait for the whole reply (turn ``turn``)."""
+    page.fill("#content", content)
+    page.press("#content", "Enter")
+    reply = page.locator("#messages li.assistant").last
+    expect(reply).to_have_attribute("data-state", "done")
+    expect(reply).to_have_text(f"[offline] You said: {content} (turn {turn})")
+
+
+def stored_texts(service: Service, session_id: str) -> list[str]:
+    session = service.call(lambda: service.store.get_session(session_id))
+    assert session is not None
+    return [str(getattr(item, "text", "")) for item in session.history]
+
+
 def test_the_page_and_its_files_are_served_with_a_strict_policy(shared_service: Service) -> None:
     for path, kind in [
         ("/", "text/html"),
@@ -67,7 +84,7 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(shared_service: 
         assert "script-src 'self';" in response.headers["content-security-policy"]
 
 
-def test_a_person_chats_with_the_reply_streaming_in_and_finds_it_after_a_reload(
+def test_a_person_chats_reloads_saves_a_checkpoint_and_forks_from_it(
     start_service: Callable[..., Service], page: Page, tmp_path: Path
 ) -> None:
     service = start_service(offline_delay=0.15)
@@ -103,6 +120,86 @@ def test_a_person_chats_with_the_reply_streaming_in_and_finds_it_after_a_reload(
     stored = service.call(lambda: service.store.get_session(session_id))
     assert stored is not None
     assert [item.type for item in stored.history] == ["message", "message"]
+
+    # A checkpoint after the first turn, then a second turn.
+    page.fill("#checkpoint-label", "After hello")
+    page.click("#checkpoint")
+    checkpoint = page.locator("#checkpoints li")
+    expect(checkpoint).to_have_count(1)
+    expect(checkpoint.locator(".label")).to_have_text("After hello")
+    expect(checkpoint.locator("small")).to_contain_text("2 messages")
+    chat(page, "Second message", 2)
+    expect(page.locator("#messages li")).to_have_count(4)
+
+    # Forking waits on the service: the page says so until the fork is there.
+    held: list[Route] = []
+    page.route("**/sessions/*/fork", lambda route: held.append(route))
+    checkpoint.locator("button.fork").click()
+    expect(page.locator("#progress")).to_be_visible()
+    expect(page.locator("#progress-text")).to_have_text("Forking a new session…")
+    expect(checkpoint.locator("button.restore")).to_be_disabled()
+    while not held:
+        page.wait_for_timeout(10)
+    page.screenshot(path=str(tmp_path / "forking.png"), full_page=True)
+    held[0].continue_()
+
+    expect(page.locator("#title")).to_have_text("Browser chat (fork)")
+    expect(page.locator("#progress")).to_be_hidden()
+    expect(page.locator("#messages li")).to_have_text(
+        ["Hello from the browser", "[offline] You said: Hello from the browser (turn 1)"]
+    )
+    expect(page.locator("#sessions li.current")).to_contain_text("Browser chat (fork)")
+    expect(page.locator("#sessions li")).to_have_count(2)
+    expect(page.locator("#checkpoints li")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "fork.png"), full_page=True)
+    fork_id = page.evaluate("location.hash.slice(1)")
+    assert fork_id != session_id
+    assert stored_texts(service, fork_id) == [
+        "Hello from the browser",
+        "[offline] You said: Hello from the browser (turn 1)",
+    ]
+    assert len(stored_texts(service, session_id)) == 4
+    assert (tmp_path / "forking.png").stat().st_size > 0
+    assert (tmp_path / "fork.png").stat().st_size > 0
+
+    # The fork goes on on its own.
+    chat(page, "Only in the fork", 2)
+    assert len(stored_texts(service, fork_id)) == 4
+    assert stored_texts(service, session_id)[2] == "Second message"
+
+
+def test_a_person_restores_a_checkpoint_and_can_undo_it(
+    shared_service: Service, page: Page
+) -> None:
+    sign_in(page, shared_service, ALICE_KEY)
+    page.fill("#new-name", "Rewound")
+    page.click("#new-session button")
+    expect(page.locator("#title")).to_have_text("Rewound")
+    expect(page.locator("#no-checkpoints")).to_have_text(
+        "None yet: save one to come back to this point later."
+    )
+    chat(page, "Keep this", 1)
+    page.click("#checkpoint")
+    expect(page.locator("#checkpoints li .label")).to_have_text([re.compile("^Checkpoint at ")])
+    chat(page, "Drop this", 2)
+
+    page.locator("#checkpoints li button.restore").click()
+
+    expect(page.locator("#messages li")).to_have_text(
+        ["Keep this", "[offline] You said: Keep this (turn 1)"]
+    )
+    undo = page.locator("#checkpoints li").first
+    expect(page.locator("#checkpoints li")).to_have_count(2)
+    expect(undo).to_have_attribute("data-kind", "restore")
+    expect(undo.locator(".label")).to_have_text("before restore")
+    expect(undo.locator("small")).to_contain_text("4 messages · ")
+    expect(undo.locator("small")).to_contain_text("undo point")
+
+    undo.locator("button.restore").click()
+
+    expect(page.locator("#messages li")).to_have_count(4)
+    expect(page.locator("#messages li").last).to_have_text("[offline] You said: Drop this (turn 2)")
+    expect(page.locator("#checkpoints li")).to_have_count(3)
 
 
 def test_a_wrong_key_is_refused_on_the_page(shared_service: Service, page: Page) -> None:

@@ -12,7 +12,7 @@ import pytest
 from chatruntime import Err, Error, ErrorCode, Result
 from chatruntime.models import new_id
 from support.managers import Harness, open_harness
-from support.stores import store_params
+from support.stores import damage_session, damageable_store_params, store_params
 
 pytestmark = pytest.mark.anyio
 
@@ -113,3 +113,18 @@ async def test_a_bad_user_id_is_a_validation_error(h: Harness, user_id: str) -> 
     assert result.error is not None
     assert result.error.code is ErrorCode.VALIDATION_ERROR
     assert result.error.details == {"field": "user_id"}
+
+
+@pytest.mark.parametrize("kind", damageable_store_params())
+async def test_a_damaged_session_of_a_user_answers_corrupt_data_to_its_owner_only(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with open_harness(kind, tmp_path, request) as h:
+        alice = h.manager.for_user("alice")
+        mine = (await alice.create_session(h.agent.id, "Alice's")).unwrap()
+        await damage_session(kind, h.store, mine.id)
+        (await h.manager.refresh()).unwrap()
+        result = await alice.get_session(mine.id)
+        assert result.error is not None
+        assert result.error.code == ErrorCode.CORRUPT_DATA
+        assert mine.id in result.error.message

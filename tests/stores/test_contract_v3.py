@@ -614,6 +614,15 @@ async def test_a_checkpoint_reads_back_exactly(store: SessionStore) -> None:
     assert await store.list_checkpoints(h.id) == [saved]
 
 
+async def test_a_checkpoint_of_a_session_that_is_not_stored_is_refused(
+    store: SessionStore,
+) -> None:
+    missing = header()
+    with pytest.raises(ConflictError, match=f"^session {missing.id} no longer exists$"):
+        await store.save_checkpoint(_checkpoint(missing))
+    assert await store.list_checkpoints(missing.id) == []
+
+
 async def test_a_labelled_checkpoint_without_own_items_reads_back_exactly(
     store: SessionStore,
 ) -> None:

@@ -125,8 +125,11 @@ async def _damage_redis(store: Any, session_id: str) -> None:
     # The header field of the session's hash no longer parses.
     from chatruntime.stores._redis_keys import RedisKeys
 
-    session_key = RedisKeys(store.key_prefix).session(session_id)
-    await store.client.hset(session_key, "header", "{not json")
+    keys = RedisKeys(store.key_prefix)
+    # A user's session lives under that user's keys; its owner pointer says which.
+    owner = await store.client.get(keys.owner(session_id))
+    user_id = owner.decode() if isinstance(owner, bytes) else owner
+    await store.client.hset(keys.session(session_id, user_id or None), "header", "{not json")
 
 
 # -- the registry -----------------------------------------------------------------------------

@@ -20,11 +20,12 @@ class GcReport:
     Attributes:
         expired_deleted: Expired sessions deleted (with their history and checkpoints).
         journals_folded: Journals folded into their session's snapshot; ``None`` when the
-            store offers no way to fold on request.
+            store offers no way to fold on request (or it failed: see ``problems``).
         leases_dropped: Stale lease records removed; ``None`` when the store has none to drop
-            (its leases end by themselves) or offers no way to.
+            (its leases end by themselves) or offers no way to (or it failed: see
+            ``problems``).
         notes: What was not done and why.
-        problems: Sessions that could not be deleted.
+        problems: Sessions that could not be deleted; folding or dropping that failed.
     """
 
     expired_deleted: int = 0
@@ -64,13 +65,14 @@ async def collect_garbage(
     else:
         await _delete_expired(store, moment, report, progress)
     report.journals_folded = await _optional(
-        store, "fold_journals", report, "journals: {store} folds them when it closes"
+        store, "fold_journals", report, "journals", "{store} keeps none"
     )
     report.leases_dropped = await _optional(
         store,
         "drop_stale_leases",
         report,
-        "stale leases: {store} drops none on request (a lease not renewed ends by itself)",
+        "stale leases",
+        "{store} drops none on request (a lease not renewed ends by itself)",
         moment,
     )
     return report
@@ -108,12 +110,17 @@ async def _delete_if_expired(store: SessionStore, session_id: str, moment: int) 
 
 
 async def _optional(
-    store: SessionStore, name: str, report: GcReport, note: str, *args: Any
+    store: SessionStore, name: str, report: GcReport, what: str, note: str, *args: Any
 ) -> int | None:
     """Call the store's ``name(*args)`` if it has one (not part of the protocol); else add
-    ``note`` to the report."""
+    ``what: note`` to the report's notes. A failure is one of the report's problems, so the
+    rest of the report still reaches the operator."""
     action = getattr(store, name, None)
     if not callable(action):
-        report.notes.append(note.format(store=type(store).__name__))
+        report.notes.append(f"{what}: {note.format(store=type(store).__name__)}")
         return None
-    return int(await action(*args))
+    try:
+        return int(await action(*args))
+    except ChatRuntimeError as error:
+        report.problems.append(Problem(what, f"not done: {error}"))
+        return None

@@ -21,8 +21,11 @@ from ._metrics import ServiceMetrics
 from ._middleware import REQUEST_ID_HEADER, RequestMiddleware
 from ._openapi import with_stream_events
 from ._routes_agents import router as agents_router
+from ._routes_checkpoints import router as checkpoints_router
 from ._routes_ops import router as ops_router
+from ._routes_sessions import IDEMPOTENCY_HEADER
 from ._routes_sessions import router as sessions_router
+from ._routes_state import router as state_router
 from ._sse import PING_SECONDS
 from ._web import router as web_router
 
@@ -106,14 +109,21 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(agents_router)
     app.include_router(sessions_router)
+    app.include_router(checkpoints_router)
+    app.include_router(state_router)
     app.include_router(web_router)
     _add_error_handlers(app, metrics)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cors_origins),
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                REQUEST_ID_HEADER,
+                IDEMPOTENCY_HEADER,
+            ],
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(RequestMiddleware, metrics=metrics)

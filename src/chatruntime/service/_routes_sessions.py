@@ -7,15 +7,16 @@ user's session answers exactly as one naming an id no session has.
 
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from ..models import (
     ChatSession,
     HistoryItem,
     InvalidInputError,
     Message,
+    SessionHeader,
     SessionPage,
     SessionStatus,
 )
@@ -29,6 +30,19 @@ from ._schemas import MessageSend, SessionCreate, SessionUpdate
 from ._sse import EventStream, encode_event
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], responses=ERRORS)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        description=(
+            "Makes a retry safe: a turn sent again with a key the session already stored a "
+            "turn for answers that turn's reply, without running the model again. 1-200 "
+            "printable characters; a session remembers its last 100 keys."
+        ),
+    ),
+]
 
 
 @router.post("", status_code=201)
@@ -93,6 +107,15 @@ async def delete_session(session_id: str, context: Context, key: Caller) -> Resp
     return Response(status_code=204)
 
 
+@router.post("/{session_id}/refresh")
+async def refresh_session(session_id: str, context: Context, key: Caller) -> SessionHeader:
+    """Move the session's expiry to now plus the service's time to live, as any activity
+    would, and answer its header (with the new ``expiresAt``)."""
+    note_session(session_id)
+    refreshed = unwrap(await context.manager.refresh_session(session_id, user_id=key.user_id))
+    return refreshed.header()
+
+
 @router.get("/{session_id}/messages")
 async def recent_messages(
     session_id: str, context: Context, key: Caller, limit: int = 50
@@ -104,11 +127,18 @@ async def recent_messages(
 
 @router.post("/{session_id}/messages")
 async def send_message(
-    session_id: str, body: MessageSend, request: Request, context: Context, key: Caller
+    session_id: str,
+    body: MessageSend,
+    request: Request,
+    context: Context,
+    key: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> Message:
     """Send a user message and answer the agent's reply once the whole turn is stored.
 
-    A client that disconnects first cancels the turn: nothing of it is stored.
+    A client that disconnects first cancels the turn: nothing of it is stored. With an
+    ``Idempotency-Key`` the call can be retried (e.g. after a lost connection or an
+    ``OUTCOME_UNKNOWN``): a key the session already stored a turn for answers that reply.
     """
     note_session(session_id)
     metrics = context.metrics
@@ -118,7 +148,11 @@ async def send_message(
         answered = await until_disconnected(
             request,
             lambda: context.manager.send_message(
-                session_id, body.content, timeout=body.timeout, user_id=key.user_id
+                session_id,
+                body.content,
+                timeout=body.timeout,
+                user_id=key.user_id,
+                idempotency_key=idempotency_key,
             ),
         )
     finally:
@@ -142,18 +176,29 @@ async def send_message(
     responses=EVENT_STREAM,
 )
 async def stream_message(
-    session_id: str, body: MessageSend, request: Request, context: Context, key: Caller
+    session_id: str,
+    body: MessageSend,
+    request: Request,
+    context: Context,
+    key: Caller,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Send a user message and stream the turn as server-sent events, ending in exactly one
     ``done`` (stored) or ``error`` (nothing stored).
 
-    A client that disconnects cancels the turn: nothing of it is stored.
+    A client that disconnects cancels the turn: nothing of it is stored. A repeat of an
+    ``Idempotency-Key`` the session already stored a turn for streams only the ``done`` of
+    that turn's reply.
     """
     note_session(session_id)
     metrics = context.metrics
     started = time.perf_counter()
     events = context.manager.stream_message(
-        session_id, body.content, timeout=body.timeout, user_id=key.user_id
+        session_id,
+        body.content,
+        timeout=body.timeout,
+        user_id=key.user_id,
+        idempotency_key=idempotency_key,
     )
     metrics.turns_in_flight.inc()
     try:

@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import ModelSettingsSpec, SessionStatus, WireModel
+from ..models import (
+    CHECKPOINT_LABEL_MAX_LENGTH,
+    Checkpoint,
+    CheckpointKind,
+    ModelSettingsSpec,
+    SessionHeader,
+    SessionStatus,
+    WireModel,
+)
 
 
 class AgentCreate(WireModel):
@@ -58,6 +66,58 @@ class MessageSend(WireModel):
 
     content: str | list[dict[str, Any]]
     timeout: float | None = None
+
+
+class CheckpointCreate(WireModel):
+    """A checkpoint to save: an optional label, and the caller's own JSON data to keep with
+    it."""
+
+    label: str | None = Field(default=None, max_length=CHECKPOINT_LABEL_MAX_LENGTH)
+    data: dict[str, Any] | None = None
+
+
+class CheckpointSummary(WireModel):
+    """A checkpoint as the service answers it: what it is and the session's header at that
+    moment, without its history (``GET .../checkpoints/{id}/history`` reads that)."""
+
+    id: str
+    session_id: str
+    label: str | None
+    created_at: int
+    kind: CheckpointKind
+    data: dict[str, Any]
+    item_count: int
+    """How many history items the session had when it was taken."""
+    header: SessionHeader
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> CheckpointSummary:
+        """The summary of ``checkpoint``."""
+        return cls(
+            id=checkpoint.id,
+            session_id=checkpoint.session_id,
+            label=checkpoint.label,
+            created_at=checkpoint.created_at,
+            kind=checkpoint.kind,
+            data=checkpoint.data,
+            item_count=checkpoint.item_count,
+            header=checkpoint.header,
+        )
+
+
+class ForkCreate(WireModel):
+    """A fork: of the session as it is now, or as it was at ``checkpoint_id``; named
+    ``name`` (default: the source's name with " (fork)")."""
+
+    checkpoint_id: str | None = None
+    name: str | None = None
+
+
+class SessionState(WireModel):
+    """The state modules saved with a session: each module's ``state_dict()`` by the name
+    it was saved under."""
+
+    state: dict[str, dict[str, Any]]
 
 
 class Identity(WireModel):

@@ -92,6 +92,8 @@ class FileStore:
     until the next store to open the folder finds it and folds it on its :meth:`close`: it
     finds the journals of the sessions the dead process was writing when it opens (and at
     every listing or count), and any other when it takes a session's lease.
+    :meth:`fold_journals` (``chatruntime admin gc``) folds every journal in the folder at
+    once, by listing it: no other call does.
 
     **Rewinding** (``write_session(..., keep=N)``) writes the session's ``.json`` anew, with
     its first ``N`` items and the new ones, atomically like a fold: a crash leaves the old
@@ -258,14 +260,61 @@ class FileStore:
         async with self._opening:
             if self._sessions.is_open:
                 await self._run(self._sessions.close, shielded=True)
-        if len(failures) == 1:
-            raise failures[0]
-        if failures:
-            raise StorageError(
-                f"could not fold the journals of {len(failures)} sessions: "
-                + "; ".join(error.message for error in failures),
-                paths=[error.details.get("path") for error in failures],
-            )
+        _raise_fold_failures(failures)
+
+    async def fold_journals(self) -> int:
+        """Fold the journal of every session in the folder into its ``.json``, including
+        those left by processes that died; how many were folded.
+
+        An operator's call (``chatruntime admin gc``): it lists every agent folder, so its
+        cost grows with the number of sessions, which no turn, listing or ``close()`` pays.
+        Each journal is folded under its session's lock, as :meth:`close` folds it. A
+        session whose lease someone holds right now (a turn under way, here or in another
+        process) is skipped without waiting: its holder's store folds it when it closes, or
+        the next call of this does. Damaged sessions are left as they are (see
+        :meth:`scan_sessions`).
+
+        Raises:
+            StorageError: The store is read-only, or some journals could not be folded (they
+                stay valid and readable; the others were folded, ``details["folded"]`` says
+                how many).
+        """
+        await self._writable("fold the journals")
+        folded = 0
+        failures: list[StorageError] = []
+        for agent_id in await self._run(self._sessions.agent_folders):
+            for session_id in await self._run(self._sessions.journal_names, agent_id):
+                try:
+                    done = await self._fold_unless_leased(session_id)
+                except (CorruptDataError, StoreVersionError) as error:
+                    logger.warning("left the journal of session %s: %s", session_id, error)
+                    continue
+                except StorageError as error:
+                    failures.append(error)
+                    continue
+                if done:
+                    folded += 1
+        _raise_fold_failures(failures, folded=folded)
+        return folded
+
+    async def _fold_unless_leased(self, session_id: str) -> bool:
+        """Fold the session's journal unless its lease is held or awaited here, or held by
+        another process; whether a journal was folded."""
+        try:
+            free = self._lease_locks.try_acquire(session_id)
+        except RuntimeError:  # the calling task holds the lease itself
+            free = False
+        if not free:
+            return False
+        try:
+            async with self._write_locks.hold(session_id):
+                done = await self._run(self._sessions.fold_unless_leased, session_id, shielded=True)
+        finally:
+            self._lease_locks.release(session_id)
+        if done is not None:
+            # Folded, or found without a journal: nothing left for close() to fold.
+            self._journaled.discard(session_id)
+        return bool(done)
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -657,6 +706,21 @@ class FileStore:
                 reason=reason,
             )
         return spec
+
+
+def _raise_fold_failures(failures: list[StorageError], **details: object) -> None:
+    """Raise what folding journals failed with (if anything), ``details`` added: the one
+    error, or one for them all."""
+    if len(failures) == 1:
+        failures[0].details.update(details)
+        raise failures[0]
+    if failures:
+        raise StorageError(
+            f"could not fold the journals of {len(failures)} sessions: "
+            + "; ".join(error.message for error in failures),
+            paths=[error.details.get("path") for error in failures],
+            **details,
+        )
 
 
 _THREADS = 2

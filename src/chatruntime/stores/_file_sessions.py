@@ -848,15 +848,39 @@ class SessionFiles:
                 # the next write removes it.
                 logger.warning("could not remove the journal of session %s: %s", session_id, error)
 
-    def fold(self, session_id: str) -> None:
-        """Fold the session's journal into its snapshot, if it has one. Noted in the index's
-        ``pending`` first, so that if this process dies while folding, the next one to open
-        the folder clears up after it (see :meth:`settle_pending`)."""
+    def fold(self, session_id: str) -> bool:
+        """Fold the session's journal into its snapshot, if it has one; whether it had.
+        Noted in the index's ``pending`` first, so that if this process dies while folding,
+        the next one to open the folder clears up after it (see :meth:`settle_pending`)."""
         with self._changing(session_id):
             agent_id = self.find(session_id)
-            if agent_id is not None and stat_or_none(self.journal_path(agent_id, session_id)):
-                with self.index.changing(session_id):
-                    self._fold_locked(session_id, agent_id)
+            if agent_id is None or not stat_or_none(self.journal_path(agent_id, session_id)):
+                return False
+            with self.index.changing(session_id):
+                self._fold_locked(session_id, agent_id)
+            return True
+
+    def fold_unless_leased(self, session_id: str) -> bool | None:
+        """:meth:`fold`, unless someone holds the session's lease (a turn is under way, in
+        this process or another, whose holder folds the journal when it closes): then
+        ``None``, without waiting."""
+        slot = Slot.lease(session_id)
+        if not self.locks.acquire(slot, wait=False):
+            return None
+        try:
+            return self.fold(session_id)
+        finally:
+            self.locks.release(slot)
+
+    def journal_names(self, agent_id: str) -> list[str]:
+        """Ids of the sessions with a journal in an agent's folder, sorted (one directory
+        listing: for ``FileStore.fold_journals`` only, never on a turn's path)."""
+        found: list[str] = []
+        for name in list_dir(self.sessions_dir / agent_id):
+            stem, _, suffix = name.rpartition(".")
+            if f".{suffix}" == JOURNAL_SUFFIX and is_uuid(stem):
+                found.append(stem)
+        return found
 
     def delete(self, session_id: str) -> bool:
         with self._changing(session_id):

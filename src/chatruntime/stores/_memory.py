@@ -180,6 +180,8 @@ class MemoryStore:
         return self._headers.pop(session_id, None) is not None
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.session_id not in self._headers:
+            raise session_missing(checkpoint.session_id)
         kept = self._checkpoints.setdefault(checkpoint.session_id, {})
         kept[checkpoint.id] = checkpoint.model_copy(deep=True)
 

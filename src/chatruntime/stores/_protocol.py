@@ -249,7 +249,11 @@ class SessionStore(Protocol):
     # The manager holds the session's lease around every change to its checkpoints.
 
     async def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Insert a checkpoint, or replace the one with the same session and id."""
+        """Insert a checkpoint, or replace the one with the same session and id.
+
+        Raises:
+            ConflictError: The session does not exist (checkpoints live with their session).
+        """
         ...
 
     async def get_checkpoint(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from ..models import Checkpoint, CorruptDataError
+from ._errors import session_missing
 from ._records import describe_invalid
 from ._redis_codec import text
 from ._redis_keys import RedisKeys
@@ -28,6 +29,8 @@ SAVE_CHECKPOINT = (
     + """
 -- ARGV: 1 key prefix, 2 session id, 3 checkpoint id, 4 created at (epoch ms), 5 JSON
 local keys = data_keys(ARGV[2], owner_of(ARGV[2]))
+-- Checkpoints live with their session: none for a session that is not stored.
+if redis.call('EXISTS', keys[1]) == 0 then return 0 end
 redis.call('HSET', keys[3], ARGV[3], ARGV[5])
 redis.call('ZADD', keys[4], ARGV[4], ARGV[3])
 -- The session's expiry, if Redis expires it: its checkpoints go with it.
@@ -119,7 +122,9 @@ class RedisCheckpoints:
             dumped,
         ]
         with self._mapped_errors("saving a checkpoint"):
-            await self._save(args=args)
+            saved = await self._save(args=args)
+        if not saved:
+            raise session_missing(checkpoint.session_id)
 
     async def get(self, session_id: str, checkpoint_id: str) -> Checkpoint | None:
         with self._mapped_errors("reading a checkpoint"):

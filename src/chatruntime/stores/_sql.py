@@ -453,6 +453,22 @@ class SqlStore:
         check_lease_arguments(ttl, timeout)
         return self._ready().lease(session_id, ttl=ttl, timeout=timeout)
 
+    async def drop_stale_leases(self, now: int) -> int:
+        """Delete the lease rows that ended before ``now`` (epoch ms), left by holders that
+        died or lost the server; how many. An operator's call (``chatruntime admin gc``):
+        a lease row whose holder died is taken over anyway once it ends, so this only tidies
+        the table.
+
+        A row still live by the database server's clock, which decides who holds a lease,
+        is never dropped, even if ``now`` is later. PostgreSQL keeps lease rows; SQLite only
+        on platforms without open-file-description locks (elsewhere its leases are file
+        locks, which end with their holder's process, and the table stays empty).
+
+        Raises:
+            StorageError: The database cannot be reached or refused the statement.
+        """
+        return await self._ready().drop_stale_leases(now)
+
     # -- engine ---------------------------------------------------------------------------
 
     def _ready(self) -> SqliteBackend | PostgresBackend:

@@ -1,6 +1,6 @@
-"""Queries of ``SqlStore`` for a session's life beyond turns: counting, expiry, rewinds and
-checkpoints. Both dialects build their statements from these (SQLite compiles them to text
-once; PostgreSQL runs them as they are).
+"""Queries of ``SqlStore`` for a session's life beyond turns: counting, expiry, rewinds,
+checkpoints and stale leases. Both dialects build their statements from these (SQLite
+compiles them to text once; PostgreSQL runs them as they are).
 
 Bound parameters: ``:key`` a session id, ``:user_id``, ``:now`` a time in epoch ms,
 ``:keep`` a count of items, ``:checkpoint_id``. Limits (``LIMIT :limit``) are left to the
@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
-from ._sql_schema import SqlTables
+from ._sql_schema import SqlTables, db_now_ms
 
 __all__ = [
     "CheckpointStatements",
     "count_select",
     "drop_items_from",
+    "drop_stale_leases",
     "expired_select",
     "is_live_clause",
 ]
@@ -58,6 +59,16 @@ def drop_items_from(tables: SqlTables) -> sa.Delete:
     items = tables.history_items
     return sa.delete(items).where(
         items.c.session_id == sa.bindparam("key"), items.c.seq >= sa.bindparam("keep")
+    )
+
+
+def drop_stale_leases(tables: SqlTables) -> sa.Delete:
+    """Delete the lease rows that ended before ``:now``. Only rows ended by the database
+    server's clock too, which decides who holds a lease: a caller whose clock runs ahead of
+    the server's never drops a lease its holder still has."""
+    leases = tables.session_leases
+    return sa.delete(leases).where(
+        leases.c.expires_at < sa.bindparam("now"), leases.c.expires_at < db_now_ms()
     )
 
 

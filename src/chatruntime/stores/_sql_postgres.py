@@ -52,7 +52,13 @@ from ._paging import Position
 from ._protocol import CorruptRecord, CreateLimits, Lease
 from ._sql_errors import ErrorMapper
 from ._sql_leases import RowLeaseOps, row_leases
-from ._sql_lifecycle import CheckpointStatements, count_select, drop_items_from, expired_select
+from ._sql_lifecycle import (
+    CheckpointStatements,
+    count_select,
+    drop_items_from,
+    drop_stale_leases,
+    expired_select,
+)
 from ._sql_listing import listing_select, page_of_rows
 from ._sql_postgres_commit import bounded_write
 from ._sql_rows import HEADER_COLUMNS, RowReader, checkpoint_values, header_values
@@ -407,6 +413,10 @@ class PostgresBackend:
         self, session_id: str, *, ttl: float, timeout: float
     ) -> AbstractAsyncContextManager[Lease]:
         return self._leases.hold(session_id, ttl=ttl, timeout=timeout)
+
+    async def drop_stale_leases(self, now: int) -> int:
+        async with self._transaction("dropping stale leases", "single") as conn:
+            return (await conn.execute(drop_stale_leases(self.tables), {"now": now})).rowcount
 
     async def _take_lease(self, session_id: str, token: str, ttl_ms: int) -> Granted:
         leases, sessions = self.tables.session_leases, self.tables.sessions

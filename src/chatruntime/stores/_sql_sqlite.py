@@ -57,7 +57,13 @@ from ._paging import Position
 from ._protocol import CorruptRecord, CreateLimits, Lease
 from ._sql_errors import ErrorMapper
 from ._sql_leases import FileLeases, Granted, RowLeaseOps, row_leases
-from ._sql_lifecycle import CheckpointStatements, count_select, drop_items_from, expired_select
+from ._sql_lifecycle import (
+    CheckpointStatements,
+    count_select,
+    drop_items_from,
+    drop_stale_leases,
+    expired_select,
+)
 from ._sql_listing import listing_select, page_of_rows
 from ._sql_rows import (
     HEADER_COLUMNS,
@@ -197,6 +203,7 @@ class _Statements:
                 leases.c.session_id == key, leases.c.token == sa.bindparam("token")
             )
         )
+        self.drop_stale_leases = self._sql(drop_stale_leases(tables))
         self._listings: dict[tuple[bool, bool, bool, bool], str] = {}
 
     def listing(self, *, agent: bool, user: bool, status: bool, after: bool) -> str:
@@ -464,6 +471,12 @@ class SqliteBackend:
         if self._row_leases is None:
             raise RuntimeError("SqlStore is closed")
         return self._row_leases.hold(session_id, ttl=ttl, timeout=timeout)
+
+    async def drop_stale_leases(self, now: int) -> int:
+        # Rows only: a file lock ends with its holder's process, so none is ever stale.
+        return await self._write(
+            "dropping stale leases", partial(_rowcount, self._sql.drop_stale_leases, {"now": now})
+        )
 
     async def _take_lease(self, session_id: str, token: str, ttl_ms: int) -> Granted:
         params = {"key": session_id, "token": token, "ttl_ms": ttl_ms}

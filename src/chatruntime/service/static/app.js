@@ -1,12 +1,12 @@
-// The chat page: sign in with an API key, list and create sessions, and chat with the reply
-// streaming in as server-sent events. Plain browser JavaScript, no build step. Everything
-// shown is set as text, never as HTML.
+// The chat page: sign in with an API key, list and create sessions, chat with the reply
+// streaming in as server-sent events, and save checkpoints to restore or fork from. Plain
+// browser JavaScript, no build step. Everything shown is set as text, never as HTML.
 "use strict";
 
 const KEY_STORAGE = "chatruntime.key";
 const PAGE_SIZE = 50;
 const HISTORY_SIZE = 200;
-const state = { key: null, sessionId: null, cursor: null, names: new Map() };
+const state = { key: null, sessionId: null, cursor: null, names: new Map(), busy: 0 };
 const $ = (id) => document.getElementById(id);
 
 class ApiFailure extends Error {
@@ -51,6 +51,31 @@ function describe(error) {
   return error instanceof ApiFailure ? `${error.code}: ${error.message}` : String(error);
 }
 
+// -- progress ----------------------------------------------------------------------------
+
+// While an operation waits on the service, a spinner says what it waits for, and the
+// buttons that would start another one are disabled (a turn and a restore of one session
+// would only queue behind each other anyway).
+function lock(locked) {
+  for (const button of document.querySelectorAll("button.locks")) button.disabled = locked;
+}
+
+async function withProgress(text, work) {
+  state.busy += 1;
+  $("progress-text").textContent = text;
+  $("progress").hidden = false;
+  lock(true);
+  try {
+    return await work();
+  } finally {
+    state.busy -= 1;
+    if (state.busy === 0) {
+      $("progress").hidden = true;
+      lock(false);
+    }
+  }
+}
+
 // -- signing in and out -----------------------------------------------------------------
 
 async function signIn(key) {
@@ -69,6 +94,8 @@ function signOut(reason) {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
   state.sessionId = null;
+  $("checkpoints").replaceChildren();
+  $("checkpoint-form").hidden = true;
   $("app").hidden = true;
   $("signin").hidden = false;
   $("signin-error").textContent = reason || "";
@@ -118,8 +145,85 @@ async function openSession(id) {
   $("messages").replaceChildren();
   for (const item of items) showItem(item);
   $("composer").hidden = false;
+  $("checkpoint-form").hidden = false;
   $("chat-error").textContent = "";
   $("content").focus();
+  await loadCheckpoints(id);
+}
+
+// -- checkpoints -------------------------------------------------------------------------
+
+function actionButton(text, kind, action) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `${kind} locks`;
+  button.textContent = text;
+  button.disabled = state.busy > 0;
+  button.addEventListener("click", action);
+  return button;
+}
+
+function checkpointItem(checkpoint) {
+  const item = document.createElement("li");
+  item.dataset.id = checkpoint.id;
+  item.dataset.kind = checkpoint.kind;
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = checkpoint.label || "Checkpoint";
+  const details = document.createElement("small");
+  const when = new Date(checkpoint.createdAt).toLocaleTimeString();
+  const undo = checkpoint.kind === "restore" ? " · undo point" : "";
+  details.textContent = `${checkpoint.header.context.totalMessages} messages · ${when}${undo}`;
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  actions.append(
+    actionButton("Restore", "restore", () =>
+      withProgress("Restoring the checkpoint…", () => restoreCheckpoint(checkpoint)).catch(
+        showError,
+      ),
+    ),
+    actionButton("Fork", "fork", () =>
+      withProgress("Forking a new session…", () => forkFrom(checkpoint)).catch(showError),
+    ),
+  );
+  item.append(label, details, actions);
+  return item;
+}
+
+async function loadCheckpoints(id) {
+  const checkpoints = await api("GET", `/sessions/${id}/checkpoints`);
+  if (state.sessionId !== id) return; // another session was opened meanwhile
+  $("checkpoints").replaceChildren(...checkpoints.map(checkpointItem));
+  $("no-checkpoints").textContent = checkpoints.length
+    ? ""
+    : "None yet: save one to come back to this point later.";
+}
+
+async function saveCheckpoint(label) {
+  const id = state.sessionId;
+  await api("POST", `/sessions/${id}/checkpoints`, {
+    label: label || `Checkpoint at ${new Date().toLocaleTimeString()}`,
+  });
+  await loadCheckpoints(id);
+}
+
+// The session is rewound in place; the service keeps how it was as an undo point, which
+// the reloaded list shows first.
+async function restoreCheckpoint(checkpoint) {
+  const id = state.sessionId;
+  const header = await api("POST", `/sessions/${id}/checkpoints/${checkpoint.id}/restore`);
+  state.names.set(id, header.name);
+  await openSession(id);
+  await loadSessions(true);
+}
+
+async function forkFrom(checkpoint) {
+  const fork = await api("POST", `/sessions/${state.sessionId}/fork`, {
+    checkpointId: checkpoint.id,
+  });
+  state.names.set(fork.id, fork.name);
+  await loadSessions(true);
+  await openSession(fork.id);
 }
 
 // -- messages ----------------------------------------------------------------------------
@@ -256,16 +360,20 @@ $("more").addEventListener("click", () => loadSessions(false).catch(showError));
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const content = $("content").value;
-  if (!content.trim()) return;
+  if (!content.trim() || state.busy > 0) return;
   $("content").value = "";
-  $("send").disabled = true;
   $("chat-error").textContent = "";
-  send(content)
+  withProgress("Waiting for the reply…", () => send(content))
     .catch(showError)
-    .finally(() => {
-      $("send").disabled = false;
-      $("content").focus();
-    });
+    .finally(() => $("content").focus());
+});
+
+$("checkpoint-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const label = $("checkpoint-label").value.trim();
+  $("checkpoint-label").value = "";
+  $("chat-error").textContent = "";
+  withProgress("Saving a checkpoint…", () => saveCheckpoint(label)).catch(showError);
 });
 
 $("content").addEventListener("keydown", (event) => {
