@@ -98,3 +98,24 @@ def test_tools_and_handoff_shows_tool_calls_a_handoff_and_typed_history(tmp_path
     assert lines[-1] == (
         "stats: 2 turns, 4 messages, 1 tool calls, 1 handoffs, 145 tokens, last agent: Weather desk"
     )
+
+
+def test_checkpoints_and_sdk_session_forks_and_lets_the_sdk_continue_the_fork(
+    tmp_path: Path,
+) -> None:
+    assert run_example("checkpoints_and_sdk_session.py", tmp_path) == [
+        "SDK run answered: [offline] You said: And the best month? (turn 3)",
+        "Trip planning: 4 messages",
+        "  user: Plan a trip to Lisbon",
+        "  assistant: [offline] You said: Plan a trip to Lisbon (turn 1)",
+        "  user: Make it a week in August",
+        "  assistant: [offline] You said: Make it a week in August (turn 2)",
+        "Porto instead: 6 messages",
+        "  user: Plan a trip to Lisbon",
+        "  assistant: [offline] You said: Plan a trip to Lisbon (turn 1)",
+        "  user: Actually, Porto please",
+        "  assistant: [offline] You said: Actually, Porto please (turn 2)",
+        "  user: And the best month?",
+        "  assistant: [offline] You said: And the best month? (turn 3)",
+        "checkpoints of 'Trip planning': ['after the first answer']",
+    ]

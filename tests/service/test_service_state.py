@@ -114,19 +114,15 @@ def test_state_is_kept_by_checkpoints_brought_back_by_restore_and_copied_by_fork
     }
 
 
-def test_an_empty_state_answers_422_and_keeps_the_saved_one(alice: httpx.Client) -> None:
+def test_an_empty_state_clears_the_saved_one(alice: httpx.Client) -> None:
     session_id = new_session(alice)
     put_state(alice, session_id, {"kept": {"a": 1}})
 
     response = put_state(alice, session_id, {})
 
-    assert response.status_code == 422
-    assert error_body(response) == {
-        "code": "VALIDATION_ERROR",
-        "message": 'state must hold at least one module by name, e.g. {"state": {"memory": {}}}',
-        "details": {"field": "state"},
-    }
-    assert alice.get(f"/sessions/{session_id}/state").json() == {"state": {"kept": {"a": 1}}}
+    assert response.status_code == 200
+    assert response.json() == {"state": {}}
+    assert alice.get(f"/sessions/{session_id}/state").json() == {"state": {}}
 
 
 @pytest.mark.parametrize(

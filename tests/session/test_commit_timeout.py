@@ -12,7 +12,7 @@ import pytest
 
 from chatruntime import AgentManager, ErrorCode, HistoryItem, MemoryStore, SessionManager
 from chatruntime.models import SessionHeader
-from chatruntime.session._manager import COMMIT_GRACE
+from chatruntime.session import COMMIT_GRACE
 from chatruntime.stores import CreateLimits, Lease
 
 pytestmark = pytest.mark.anyio

@@ -319,3 +319,45 @@ async def test_another_users_state_is_out_of_reach(lab: Lab) -> None:
     alice = lab.manager.for_user("alice")
     assert (await alice.load_session_state(session.id, memory=memory)).unwrap() == ["memory"]
     assert memory.notes == ["likes tea"]
+
+
+async def test_saved_state_is_read_and_replaced_as_json_data(lab: Lab) -> None:
+    m = lab.manager
+    session = (await m.create_session(lab.agent.id, "Chat")).unwrap()
+    assert (await m.get_session_state(session.id)).unwrap() == {}
+    state: dict[str, Any] = {"memory": {"notes": ["likes tea"], "seen": ["a"]}}
+    (await m.replace_session_state(session.id, state)).unwrap()
+    state["memory"]["notes"].append("changed after saving")
+    assert (await m.get_session_state(session.id)).unwrap() == {
+        "memory": {"notes": ["likes tea"], "seen": ["a"]}
+    }
+    memory = Memory()
+    assert (await m.load_session_state(session.id, memory=memory)).unwrap() == ["memory"]
+    assert (memory.notes, memory.seen) == (["likes tea"], {"a"})
+    (await m.replace_session_state(session.id, {})).unwrap()
+    assert (await m.get_session_state(session.id)).unwrap() == {}
+    stored = await lab.store.get_session(session.id, last=0)
+    assert stored is not None and stored.state == {} and stored.revision == 2
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (["memory"], "state must map module names to JSON objects, e.g. {'memory': {'notes': []}}"),
+        (
+            {"memory": 3},
+            "state must map module names to JSON objects, e.g. {'memory': {'notes': []}}",
+        ),
+        ({"": {}}, "state must map module names to JSON objects, e.g. {'memory': {'notes': []}}"),
+    ],
+)
+async def test_replacing_with_what_is_not_state_is_refused_and_nothing_changes(
+    lab: Lab, state: Any, message: str
+) -> None:
+    m = lab.manager
+    session = (await m.create_session(lab.agent.id, "Chat")).unwrap()
+    (await m.replace_session_state(session.id, {"kept": {"a": 1}})).unwrap()
+    result = await m.replace_session_state(session.id, state)
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == (ErrorCode.VALIDATION_ERROR, message)
+    assert (await m.get_session_state(session.id)).unwrap() == {"kept": {"a": 1}}

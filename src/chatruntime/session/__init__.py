@@ -13,9 +13,10 @@ from ._events import (
     ToolResult,
 )
 from ._lifetime import Clock
-from ._manager import COMMIT_GRACE, CheckProgress, CheckReport, SessionManager
+from ._manager import CheckProgress, CheckReport, SessionManager
 from ._sdk_session import ChatruntimeSession
 from ._summarize import Summarize
+from ._turn_ops import COMMIT_GRACE
 from ._user import UserSessions
 from ._window import LastItems, TokenBudget, WindowPolicy
 

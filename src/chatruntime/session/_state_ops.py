@@ -7,6 +7,7 @@ checkpoint, brought back by a restore, and deleted with the session, on every st
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,44 @@ class StateOps(SessionCore):
                 await self._commit(entry, header, [], lease)
 
         return await guard(save)
+
+    async def get_session_state(
+        self, session_id: str, user_id: str | None = None
+    ) -> Result[dict[str, Any]]:
+        """The state saved with the session, as JSON data by module name (``{}`` when none
+        is saved): what a service hands to a client that has no ``StateModule`` objects.
+        Reads the header only, never the history.
+
+        Fails with ``SESSION_NOT_FOUND`` or ``SESSION_EXPIRED``.
+        """
+
+        async def read() -> dict[str, Any]:
+            check_user_id(user_id)
+            return (await self._current_header(session_id, user_id)).state
+
+        return await guard(read)
+
+    async def replace_session_state(
+        self, session_id: str, state: Mapping[str, Any], user_id: str | None = None
+    ) -> Result[None]:
+        """Replace the state saved with the session by ``state`` (JSON data by module name,
+        as :meth:`get_session_state` returns it; ``{}`` clears it), in one write that counts
+        as activity. For callers that hold saved state rather than modules (a service).
+
+        Fails with ``VALIDATION_ERROR`` (not a mapping of names to JSON objects, or data no
+        store keeps exactly: nothing is written), ``SESSION_NOT_FOUND`` or
+        ``SESSION_EXPIRED``.
+        """
+
+        async def replace() -> None:
+            check_user_id(user_id)
+            checked = _checked_state(state)
+            async with self._exclusive(session_id) as (entry, lease):
+                self._usable(entry.session, user_id)
+                header = self._next_header(entry.session, state=checked)
+                await self._commit(entry, header, [], lease)
+
+        return await guard(replace)
 
     async def load_session_state(
         self,
@@ -113,6 +152,22 @@ def _check_modules(modules: Mapping[str, object]) -> None:
             raise InvalidInputError(
                 f"{name} must be a StateModule, got {type(module).__name__}", field=name
             )
+
+
+def _checked_state(state: object) -> dict[str, Any]:
+    """A copy of ``state``, checked to be ``{name: JSON object}`` that every store keeps."""
+    if not isinstance(state, Mapping) or not all(
+        isinstance(name, str) and name and isinstance(value, dict) for name, value in state.items()
+    ):
+        raise InvalidInputError(
+            "state must map module names to JSON objects, e.g. {'memory': {'notes': []}}",
+            field="state",
+        )
+    copied = copy.deepcopy(dict(state))
+    problem = json_problem(copied)
+    if problem is not None:
+        raise InvalidInputError(f"the state cannot be stored: {problem}", field="state")
+    return copied
 
 
 def _state_of(modules: dict[str, StateModule]) -> dict[str, Any]:

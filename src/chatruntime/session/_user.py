@@ -166,6 +166,12 @@ class UserSessions:
     async def save_session_state(self, session_id: str, **modules: StateModule) -> Result[None]:
         return await self.manager.save_session_state(session_id, self.user_id, **modules)
 
+    async def get_session_state(self, session_id: str) -> Result[dict[str, Any]]:
+        return await self.manager.get_session_state(session_id, self.user_id)
+
+    async def replace_session_state(self, session_id: str, state: dict[str, Any]) -> Result[None]:
+        return await self.manager.replace_session_state(session_id, state, self.user_id)
+
     async def load_session_state(
         self, session_id: str, allow_not_exist: bool = True, **modules: StateModule
     ) -> Result[list[str]]:
