@@ -33,10 +33,6 @@ def test_a_file_store_on_a_read_only_disk_reads_and_refuses_writes(tmp_path: Pat
     assert (row.not_run, row.tried, row.lost, row.failed) == (None, 6, 0, 0), row.notes
 
 
-@pytest.mark.xfail(
-    reason="SqlStore cannot open a SQLite database on a read-only disk "
-    "(STORAGE_ERROR 'unable to open database file'); reported by the reliability suite"
-)
 def test_a_sqlite_store_on_a_read_only_disk_reads_and_refuses_writes(tmp_path: Path) -> None:
     row = anyio.run(disks.read_only_disk, "sqlite", tmp_path)
 

@@ -3,7 +3,8 @@
 One front for two backends that differ where the databases do: ``_sql_sqlite`` (one round
 trip to a connection's thread per call, writes committed in batches, leases as file locks)
 and ``_sql_postgres`` (a pool of connections that waits, leases as rows). The tables and
-their migrations are in ``_sql_schema``; rows become models in ``_sql_rows``. A turn is one
+their migrations are in ``_sql_schema``; rows become models in ``_sql_rows``; when a SQLite
+file is opened read-only, and how, is decided in ``_sql_readonly``. A turn is one
 transaction: a conditional ``UPDATE`` of the session's row (``WHERE revision = expected``)
 that also returns where the turn's items go, and an ``INSERT`` of those item rows, so a turn
 costs the same however long the conversation is.
@@ -35,6 +36,7 @@ from ..models import (
     SessionHeader,
     SessionPage,
     SessionStatus,
+    StorageError,
 )
 from ..models._page import LIST_LIMIT_DEFAULT
 from ._errors import check_revision_step, check_write_options
@@ -50,9 +52,26 @@ from ._protocol import (
 from ._sql_errors import ErrorMapper, describe, describe_unparsed, is_memory, url_text
 from ._sql_leases import FILE_LOCKS_AVAILABLE, check_lease_arguments
 from ._sql_postgres import PostgresBackend
-from ._sql_schema import DEFAULT_TABLE_PREFIX, SqlTables, define_tables, dump_json, migrate
+from ._sql_readonly import (
+    OPTION_REASON,
+    ReadOnlyPlan,
+    check_option,
+    database_path,
+    read_only_url,
+    refusal,
+    url_reason,
+)
+from ._sql_readonly import plan as plan_read_only
+from ._sql_schema import (
+    DEFAULT_TABLE_PREFIX,
+    SqlTables,
+    check_version,
+    define_tables,
+    dump_json,
+    migrate,
+)
 from ._sql_sqlite import SqliteBackend
-from ._sql_sqlite_lanes import configure_connection
+from ._sql_sqlite_lanes import configure_connection, configure_read_only
 from ._url import redact_url
 
 __all__ = ["SqlStore"]
@@ -114,6 +133,21 @@ class SqlStore:
     with the turn's idempotency key. Other statements have no time limit of their own; give
     them one with ``engine_kwargs={"connect_args": {"command_timeout": 30}}``.
 
+    **Read-only SQLite.** ``read_only=True``, a URI URL that opens the file read-only
+    (``sqlite+aiosqlite:///file:/srv/chat.db?mode=ro&uri=true``), or, with the default
+    ``read_only=None``, a database file (or the ``-wal``, ``-shm`` or ``-leases`` file a writer
+    needs beside it) that this process cannot write or create, for want of permission or on a
+    read-only file system: the store then opens the database read-only. It migrates nothing
+    (a database of another schema version fails ``initialize()`` with ``StorageError``, or
+    ``StoreVersionError`` if newer), creates no lock file, and reads, lists, counts and scans
+    as usual; every change, and a session's lease, raises ``StorageError`` saying the store
+    is read-only and why (:attr:`read_only`). Where SQLite itself refuses to write a file
+    these checks let through, ``initialize()`` opens it again read-only. SQLite may still
+    create the ``-wal`` and ``-shm`` files beside the database if the folder allows it, as
+    any reader of a WAL database does. In a folder that cannot be written and holds no
+    ``-wal``/``-shm`` pair, SQLite can read the file only as ``immutable``: it must then not
+    change while the store is open (say, written through another mount of the same files).
+
     The pool settings can also be given in the URL's query, as in
     ``postgresql+asyncpg://app@db/chat?pool_size=20&max_overflow=10&pool_timeout=10``;
     arguments win over the URL.
@@ -140,11 +174,19 @@ class SqlStore:
             set there wins over everything else.
         commit_timeout: PostgreSQL only: seconds a session write may take from its
             ``BEGIN`` to the answer to its ``COMMIT`` (see above).
+        read_only: SQLite database files only. ``True``: open read-only; ``False``: open for
+            writing, and fail where the database cannot be written; ``None`` (the default):
+            read-only only where it cannot be written (see above). With an ``engine`` of
+            your own, the store cannot change how the engine connects: ``None`` is then
+            read-only only if the engine's URL opens the file read-only (``mode=ro``, see
+            above); give such an engine for ``read_only=True``.
 
     Raises:
         ValueError: Not exactly one of ``url`` and ``engine``, ``engine_kwargs`` or pool
             settings with an engine, a table prefix unfit for SQL names, a timeout or pool
-            setting out of range, or a PostgreSQL-only pool setting for SQLite.
+            setting out of range, a PostgreSQL-only pool setting for SQLite, or a
+            ``read_only`` that cannot apply: set for PostgreSQL, ``True`` for a database in
+            memory, ``False`` with a URL that opens the file read-only.
         InvalidInputError: ``url`` is not a string or ``URL``, is malformed, names an
             unsupported database or driver, or has a pool setting out of range in its
             query. Raised here, never later at ``initialize()``; the message shows the URL
@@ -163,7 +205,10 @@ class SqlStore:
         pool_timeout: float | None = None,
         engine_kwargs: Mapping[str, Any] | None = None,
         commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        read_only: bool | None = None,
     ) -> None:
+        if read_only is not None and not isinstance(read_only, bool):
+            raise ValueError(f"read_only must be True, False or None, got {read_only!r}")
         if (url is None) == (engine is None):
             raise ValueError(
                 "SqlStore needs exactly one of url and engine, got "
@@ -208,11 +253,18 @@ class SqlStore:
         )
         self._backend: SqliteBackend | PostgresBackend | None = None
         self._opening = anyio.Lock()
+        self._read_only = read_only
+        self._read_only_reason: str | None = None
+        """Why the engine of the moment opens the database read-only (``None``: it does not)."""
+        self._forced_read_only: str | None = None
+        """SQLite's refusal to write, which made ``initialize()`` open the database again
+        read-only (see ``_open``)."""
         # One rule for every store: a URL that cannot work fails here, not at initialize().
         self._parsed: tuple[URL, dict[str, float]] | None = None
         if url is not None:
             self._parsed = self._parsed_url()
             self._pool = self._parsed[1]
+            check_option(self._read_only, self._parsed[0])
 
     def __repr__(self) -> str:
         return f"SqlStore({self._errors.where!r}, table_prefix={self._prefix!r})"
@@ -227,46 +279,85 @@ class SqlStore:
         """The prefix of every table and index name of this store."""
         return self._prefix
 
+    @property
+    def read_only(self) -> str | None:
+        """Why the store is open read-only (see the class docs), or ``None`` if it is not
+        (or not open yet)."""
+        backend = self._backend
+        return backend.read_only if isinstance(backend, SqliteBackend) else None
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def initialize(self) -> None:
         """Connect, then create the tables or upgrade them to the current schema; idempotent.
 
         Concurrent calls from several processes are safe: PostgreSQL serializes them with a
-        transaction-level advisory lock, SQLite with ``BEGIN IMMEDIATE``.
+        transaction-level advisory lock, SQLite with ``BEGIN IMMEDIATE``. A SQLite store open
+        read-only (see the class docs) only checks the schema version.
 
         Raises:
             InvalidInputError: ``engine_kwargs`` that SQLAlchemy refuses for the URL, when
                 they came from the URL's query.
             ValueError: Constructor arguments that only the engine shows to be wrong:
                 ``engine_kwargs`` SQLAlchemy refuses, an engine of an unsupported database
-                or driver.
+                or driver, ``read_only`` set for an engine it cannot apply to.
             StorageError: The database cannot be reached in time, refused the credentials, or
-                failed while creating or upgrading the tables.
+                failed while creating or upgrading the tables; open read-only: there is no
+                database file, or its schema needs creating or upgrading.
             StoreVersionError: The database was created by a newer chatruntime.
         """
         async with self._opening:
             if self._backend is None:
-                await self._open()
+                self._forced_read_only = None
+                try:
+                    await self._open()
+                except StorageError as error:
+                    reason = await self._refused_to_write(error)
+                    if reason is None:
+                        raise
+                    await self._reopen_read_only(reason)
+
+    async def _reopen_read_only(self, reason: str) -> None:
+        """Open the database again, read-only, after SQLite refused to write it."""
+        logger.info("%s cannot be written (%s): opening it read-only", self._errors.where, reason)
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with self._errors.mapped("closing"):
+                await engine.dispose()
+        self._forced_read_only = f"SQLite cannot write it: {reason}"
+        await self._open()
 
     async def _open(self) -> None:
         engine = self._engine
         if engine is None:
             engine = self._engine = await self._create_engine()
+        elif not self._owns_engine:
+            self._read_only_reason = OPTION_REASON if self._read_only else url_reason(engine.url)
         dialect = self._adopt(engine)
         errors = self._errors
         with errors.mapped("connecting", connecting=True):
             async with engine.connect():
                 pass
-        with errors.mapped("creating or upgrading the tables"):
-            async with self._migration_transaction(engine, dialect) as conn:
-                found, current = await conn.run_sync(
-                    migrate, self._tables, self._prefix, where=errors.where
+        if self._read_only_reason is not None:
+            # Nothing to migrate: the schema must be this version's already.
+            with errors.mapped("reading its schema version"):
+                async with engine.connect() as conn:
+                    await conn.run_sync(
+                        check_version, self._tables, self._prefix, where=errors.where
+                    )
+        else:
+            with errors.mapped("creating or upgrading the tables"):
+                async with self._migration_transaction(engine, dialect) as conn:
+                    found, current = await conn.run_sync(
+                        migrate, self._tables, self._prefix, where=errors.where
+                    )
+            if found != current:
+                logger.info(
+                    "%s: schema version %d created or upgraded from %d",
+                    errors.where,
+                    current,
+                    found,
                 )
-        if found != current:
-            logger.info(
-                "%s: schema version %d created or upgraded from %d", errors.where, current, found
-            )
         if dialect == "sqlite":
             single = isinstance(engine.sync_engine.pool, StaticPool)
             backend = SqliteBackend(
@@ -275,6 +366,7 @@ class SqlStore:
                 readers=int(self._pool.get("pool_size", SQLITE_READERS)),
                 prefix=self._prefix,
                 file_leases=FILE_LOCKS_AVAILABLE,
+                read_only=self._read_only_reason,
             )
             try:
                 await backend.open(engine, memory=single)
@@ -500,10 +592,7 @@ class SqlStore:
             # The store holds a writer and its readers; the rest serve initialize() and you.
             sizing["pool_size"] = int(pool.get("pool_size", SQLITE_READERS)) + 1
             sizing["max_overflow"] = _SQLITE_SPARE_CONNECTIONS
-            if url.database and not url.query.get("uri"):
-                # sqlite3 creates the file but not its folder.
-                with self._errors.mapped("creating its folder", connecting=True):
-                    await anyio.Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            url = await self._sqlite_file_url(url)
         if "poolclass" not in self._engine_kwargs:
             # A pool class of your own (NullPool...) may take no sizes.
             kwargs.update(sizing)
@@ -521,6 +610,47 @@ class SqlStore:
                 # Most likely the engine_kwargs the code passed: a programming mistake.
                 raise ValueError(message) from error
             raise InvalidInputError(message, field="engine_kwargs") from error
+
+    async def _sqlite_file_url(self, url: URL) -> URL:
+        """The URL to open a SQLite file with: read-only (see ``_sql_readonly``) or not."""
+        self._read_only_reason = None
+        # (In a worker thread: a relative path is resolved against the working directory.)
+        path = await anyio.to_thread.run_sync(database_path, url)
+        assert path is not None, "an in-memory database has a StaticPool"
+        if self._forced_read_only is not None:
+            where = self._errors.where
+            plan = await anyio.to_thread.run_sync(plan_read_only, path, True, None, where)
+            assert plan is not None
+            plan = ReadOnlyPlan(self._forced_read_only, plan.immutable)
+        else:
+            with self._errors.mapped("checking whether it can be written", connecting=True):
+                plan = await anyio.to_thread.run_sync(
+                    plan_read_only, path, self._read_only, url_reason(url), self._errors.where
+                )
+        if plan is not None:
+            self._read_only_reason = plan.reason
+            return read_only_url(url, path, plan)
+        if url.database and not url.query.get("uri"):
+            # sqlite3 creates the file but not its folder.
+            with self._errors.mapped("creating its folder", connecting=True):
+                await anyio.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return url
+
+    async def _refused_to_write(self, error: StorageError) -> str | None:
+        """SQLite's refusal to write a database file that exists, which then opens read-only
+        (``read_only=None`` only, and with an engine of the store's own); else ``None``."""
+        if (
+            self._read_only is not None
+            or self._read_only_reason is not None
+            or not self._owns_engine
+            or self._parsed is None
+        ):
+            return None
+        reason = refusal(error)
+        path = await anyio.to_thread.run_sync(database_path, self._parsed[0])
+        if reason is None or path is None or not await anyio.Path(path).is_file():
+            return None
+        return reason
 
     def _parsed_url(self) -> tuple[URL, dict[str, float]]:
         """The URL without the pool settings in its query, and the pool settings (the
@@ -577,11 +707,19 @@ class SqlStore:
                 f"SqlStore does not support {dialect.name}+{dialect.driver} engines; "
                 f"use one for {_URL_EXAMPLES}"
             )
-        self._errors.where = describe(engine.url)
+        if not self._owns_engine:
+            # (An engine of the store's own may open a read-only URI: the URL names it.)
+            self._errors.where = describe(engine.url)
+            check_option(self._read_only, engine.url)
+            if self._read_only and isinstance(engine.sync_engine.pool, StaticPool):
+                raise ValueError("read_only=True needs a SQLite database file, not one in memory")
         if dialect.name == "sqlite":
             sync_engine = engine.sync_engine
-            if not event.contains(sync_engine, "connect", _on_sqlite_connect):
-                event.listen(sync_engine, "connect", _on_sqlite_connect)
+            configure = (
+                _on_sqlite_connect if self._read_only_reason is None else _on_read_only_connect
+            )
+            if not event.contains(sync_engine, "connect", configure):
+                event.listen(sync_engine, "connect", configure)
             if not event.contains(sync_engine, "begin", _on_sqlite_begin):
                 event.listen(sync_engine, "begin", _on_sqlite_begin)
         dbapi_error = getattr(dialect.loaded_dbapi, "Error", None)
@@ -667,6 +805,10 @@ def _number(value: object, kind: type[int] | type[float]) -> float | None:
 
 def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
     configure_connection(dbapi_connection)
+
+
+def _on_read_only_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    configure_read_only(dbapi_connection)
 
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:

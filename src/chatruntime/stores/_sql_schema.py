@@ -49,7 +49,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from ..models import CorruptDataError, StoreVersionError
+from ..models import CorruptDataError, StorageError, StoreVersionError
 
 DEFAULT_TABLE_PREFIX: Final = "chatruntime_"
 _PREFIX_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}|")
@@ -492,13 +492,7 @@ def migrate(
     current = len(steps)
     found = stored_version(connection, tables)
     if found > current:
-        raise StoreVersionError(
-            f"database schema version {found} is newer than this chatruntime supports "
-            f"({current}): upgrade chatruntime ({where}, table {tables.meta.name})",
-            found=found,
-            supported=current,
-            location=tables.meta.name,
-        )
+        raise _too_new(found, current, tables, where)
     for step in steps[found:]:
         step(connection, prefix)
     if found == 0:
@@ -512,3 +506,44 @@ def migrate(
             .values(value=str(current))
         )
     return found, current
+
+
+def check_version(connection: Connection, tables: SqlTables, prefix: str, *, where: str) -> int:
+    """The schema version of a database that a read-only store cannot migrate: it must be
+    exactly this version's.
+
+    Raises:
+        StoreVersionError: The database was created by a newer chatruntime.
+        StorageError: It holds no tables of ours, or an older schema that needs upgrading.
+        CorruptDataError: The version table holds no usable version.
+    """
+    current = len(MIGRATIONS)
+    found = stored_version(connection, tables)
+    if found > current:
+        raise _too_new(found, current, tables, where)
+    if found == 0:
+        raise StorageError(
+            f"{where} holds no chatruntime tables (prefix {prefix!r}), and a store open "
+            "read-only cannot create them",
+            where=where,
+        )
+    if found < current:
+        raise StorageError(
+            f"{where} has schema version {found}, which this chatruntime upgrades to "
+            f"{current} when it opens the database, but a store open read-only cannot: open "
+            "it once where it can be written, or read it with the chatruntime that wrote it",
+            where=where,
+            found=found,
+            supported=current,
+        )
+    return found
+
+
+def _too_new(found: int, current: int, tables: VersionTables, where: str) -> StoreVersionError:
+    return StoreVersionError(
+        f"database schema version {found} is newer than this chatruntime supports "
+        f"({current}): upgrade chatruntime ({where}, table {tables.meta.name})",
+        found=found,
+        supported=current,
+        location=tables.meta.name,
+    )

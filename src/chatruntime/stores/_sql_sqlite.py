@@ -16,7 +16,8 @@ in any process.
 Durability: ``synchronous=FULL`` in WAL mode, as the Agents SDK's ``SQLiteSession`` runs:
 the WAL is synced at every commit, so a write that returned survives a power cut.
 
-An in-memory database is one connection that serves reads and writes alike.
+An in-memory database is one connection that serves reads and writes alike. A database open
+read-only (see ``_sql_readonly``) has reader connections only.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from ._sql_lifecycle import (
     expired_select,
 )
 from ._sql_listing import listing_select, page_of_rows
+from ._sql_readonly import refused, refused_lease
 from ._sql_rows import (
     HEADER_COLUMNS,
     JSON_HEADER_COLUMNS,
@@ -74,7 +76,7 @@ from ._sql_rows import (
     item_text,
 )
 from ._sql_schema import SqlTables, db_now_ms, dump_json, load_json
-from ._sql_sqlite_lanes import Lane, Writer, in_snapshot
+from ._sql_sqlite_lanes import Lane, Writer, configure_read_only, in_snapshot
 
 __all__ = ["SqliteBackend"]
 
@@ -235,6 +237,9 @@ class SqliteBackend:
         readers: Reader connections to hold (none for an in-memory database).
         prefix: The table prefix, which keeps the leases of stores in one database apart.
         file_leases: Use lock-file leases (else lease rows, on platforms without them).
+        read_only: Why the database is open read-only (see ``_sql_readonly``), or ``None``:
+            then the backend holds reader connections only, no lock file and no lease rows,
+            and refuses every write and lease with ``StorageError``.
     """
 
     tables: SqlTables
@@ -242,6 +247,7 @@ class SqliteBackend:
     readers: int
     prefix: str
     file_leases: bool
+    read_only: str | None = None
     _sql: _Statements = field(init=False)
     _rows: RowReader = field(init=False)
     _writer: Writer | None = field(init=False, default=None)
@@ -257,6 +263,11 @@ class SqliteBackend:
 
     async def open(self, engine: AsyncEngine, *, memory: bool) -> None:
         """Check out the connections and open the lock file."""
+        if self.read_only is not None:
+            with self.errors.mapped("opening its connections", connecting=True):
+                for _ in range(max(self.readers, 1)):
+                    self._readers.append(await Lane.check_out(engine, configure_read_only))
+            return
         with self.errors.mapped("opening its connections", connecting=True):
             writer = Writer(await Lane.check_out(engine))
             self._writer = writer
@@ -466,6 +477,9 @@ class SqliteBackend:
     def lease(
         self, session_id: str, *, ttl: float, timeout: float
     ) -> AbstractAsyncContextManager[Lease]:
+        if self.read_only is not None:
+            doing = f"taking the lease of session {session_id}"
+            return refused_lease(refused(self.errors.where, self.read_only, doing))
         if self._leases is not None:
             return self._leases.hold(session_id, timeout=timeout)
         if self._row_leases is None:
@@ -501,6 +515,8 @@ class SqliteBackend:
     # -- connections ------------------------------------------------------------------------
 
     async def _write(self, doing: str, apply: Callable[[sqlite3.Connection], T]) -> T:
+        if self.read_only is not None:
+            raise refused(self.errors.where, self.read_only, doing)
         writer = self._require_writer()
         with self.errors.mapped(doing):
             return await writer.run(apply)
@@ -518,6 +534,8 @@ class SqliteBackend:
     def _reader(self) -> Lane:
         if self._readers:
             return min(self._readers, key=lambda lane: lane.busy)
+        if self.read_only is not None:
+            raise RuntimeError("SqlStore is closed")
         return self._require_writer().lane
 
     def _require_writer(self) -> Writer:

@@ -32,6 +32,7 @@ __all__ = [
     "Lane",
     "Writer",
     "configure_connection",
+    "configure_read_only",
     "in_snapshot",
 ]
 
@@ -60,6 +61,18 @@ def configure_connection(connection: sqlite3.Connection) -> None:
         cursor.close()
 
 
+def configure_read_only(connection: sqlite3.Connection) -> None:
+    """Set up a connection of a store open read-only: as :func:`configure_connection`, but
+    without setting the journal mode (a write) and refusing every write in SQLite itself."""
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only = ON")
+    finally:
+        cursor.close()
+
+
 class Lane:
     """One connection checked out of the engine's pool for the store's lifetime, and the
     thread aiosqlite runs it in."""
@@ -71,8 +84,12 @@ class Lane:
         """Calls queued or running on this connection."""
 
     @classmethod
-    async def check_out(cls, engine: AsyncEngine) -> Lane:
-        """Check a connection out of ``engine``'s pool and configure it.
+    async def check_out(
+        cls,
+        engine: AsyncEngine,
+        configure: Callable[[sqlite3.Connection], None] = configure_connection,
+    ) -> Lane:
+        """Check a connection out of ``engine``'s pool and configure it (``configure``).
 
         Raises:
             StorageError: The aiosqlite version offers no way to run a function in the
@@ -89,7 +106,7 @@ class Lane:
                     "install aiosqlite 0.20 to 0.22"
                 )
             lane = cls(held, driver)
-            await lane.run(configure_connection)
+            await lane.run(configure)
         except BaseException:
             await run_to_end(held.close)
             raise
