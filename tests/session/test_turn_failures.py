@@ -145,15 +145,15 @@ async def test_the_managers_default_timeout_applies(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     async with open_turn_harness("memory", tmp_path, request, default_timeout=0.05) as h:
-        agent_id = h.agent(
-            "Slow",
-            slow_step(10, assistant_message("too late", item_id="msg_1")),
-            slow_step(0.1, assistant_message("in time", item_id="msg_2")),
-        )
-        session_id = await h.session(agent_id)
+        # Two agents, so that which step each turn gets never depends on how far a
+        # timed-out turn got on a loaded machine (it may not reach the model at all).
+        slow = h.agent("Slow", slow_step(10, assistant_message("too late", item_id="msg_1")))
+        fast = h.agent("Fast", slow_step(0.1, assistant_message("in time", item_id="msg_2")))
+        slow_session = await h.session(slow)
+        fast_session = await h.session(fast)
 
-        timed_out = await h.manager.send_message(session_id, "Hello")
-        in_time = await h.manager.send_message(session_id, "Hello", timeout=5)
+        timed_out = await h.manager.send_message(slow_session, "Hello")
+        in_time = await h.manager.send_message(fast_session, "Hello", timeout=5)
 
     assert timed_out.error is not None
     assert (timed_out.error.code, timed_out.error.details["timeout"]) == (ErrorCode.TIMEOUT, 0.05)
