@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,19 @@ from reliability._stores import StoreSpec
 pytestmark = pytest.mark.allow_blocking
 
 TINY = kills.KillSizes(kills=3, sessions=2, padding=50, max_delay=0.6)
+
+
+@pytest.fixture(autouse=True)
+def only_the_main_thread() -> None:
+    """The trial forks, which it refuses while other threads run (a forked child would
+    inherit their locks). Earlier tests leave idle AnyIO worker threads behind, which end by
+    themselves after 10 idle seconds: wait for them, as the suite's own process never has
+    any."""
+    deadline = time.monotonic() + 30
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    names = [thread.name for thread in threading.enumerate()]
+    assert len(names) == 1, f"threads still running: {names}"
 
 
 def assert_nothing_lost(row: Row, kills_made: int) -> None:
