@@ -15,7 +15,9 @@ savepoint of its own (a failing write takes back only itself), with one fsync fo
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +25,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import await_only
 
 from ..models import StorageError
 from ._lease import run_to_end
@@ -53,12 +56,31 @@ def configure_connection(connection: sqlite3.Connection) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         # Readers then never wait for the writer; an in-memory database keeps "memory".
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor)
         # The WAL is synced at every commit: a write that returned survives a power cut
         # (NORMAL would sync only at checkpoints).
         cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
+
+
+def _set_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the database to WAL, waiting out other connections as the busy timeout would.
+
+    The switch needs the database to itself: while another connection creates or changes a
+    new database, SQLite may answer "database is locked" at once instead of calling the busy
+    handler (which would only deadlock), so it is tried again here until the timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        # Called from SQLAlchemy's async adapter (a greenlet on the event loop): wait there.
+        await_only(asyncio.sleep(0.01))
 
 
 def configure_read_only(connection: sqlite3.Connection) -> None:
