@@ -113,8 +113,16 @@ async def test_a_streamed_repeat_yields_only_done_with_the_stored_reply(h: Harne
     [
         ("", "idempotency_key must be a string of 1 to 200 characters"),
         ("x" * 201, "idempotency_key must be a string of 1 to 200 characters"),
-        ("tab\there", "idempotency_key must hold printable characters only"),
-        ("bad\ud800", "idempotency_key must hold printable characters only"),
+        (
+            "tab\there",
+            "idempotency_key must hold printable characters only; got one with the "
+            "unprintable character U+0009",
+        ),
+        (
+            "bad\ud800",
+            "idempotency_key must hold printable characters only; got one with a lone "
+            "surrogate (U+D800)",
+        ),
     ],
 )
 async def test_a_bad_key_is_refused_and_nothing_is_stored(
@@ -124,7 +132,7 @@ async def test_a_bad_key_is_refused_and_nothing_is_stored(
     result = await h.manager.send_message(session.id, "Hi", idempotency_key=key)
     assert result.error is not None
     assert result.error.code == ErrorCode.VALIDATION_ERROR
-    assert result.error.message.startswith(wording)
+    assert result.error.message == wording
     assert (await h.manager.get_session(session.id)).unwrap().history == []
 
 

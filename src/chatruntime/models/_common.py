@@ -153,11 +153,14 @@ def check_user_id(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > USER_ID_MAX_LENGTH:
         raise InvalidInputError(message, field="user_id")
     if unicode_problem(value) is not None or not value.isprintable():
-        raise InvalidInputError(f"{message}; got one with {_unprintable(value)}", field="user_id")
+        raise InvalidInputError(
+            f"{message}; got one with {describe_unprintable(value)}", field="user_id"
+        )
     return value
 
 
-def _unprintable(value: str) -> str:
+def describe_unprintable(value: str) -> str:
+    """The first character of ``value`` a person cannot read, named (for error messages)."""
     for char in value:
         if unicode_problem(char) is not None:
             return f"a lone surrogate (U+{ord(char):04X})"

@@ -18,7 +18,7 @@ from ..models import (
     MessageItem,
     TurnKey,
 )
-from ..models._common import unicode_problem
+from ..models._common import describe_unprintable, unicode_problem
 from ..models._session import IDEMPOTENCY_KEY_MAX_LENGTH, IDEMPOTENCY_KEYS_KEPT
 
 
@@ -35,10 +35,10 @@ def check_key(key: str | None) -> None:
             f"idempotency_key must be a string of 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters",
             field="idempotency_key",
         )
-    if not key.isprintable() or (problem := unicode_problem(key)) is not None:
+    if not key.isprintable() or unicode_problem(key) is not None:
         raise InvalidInputError(
-            "idempotency_key must hold printable characters only"
-            + (f" ({problem})" if key.isprintable() and problem else ""),
+            "idempotency_key must hold printable characters only; got one with "
+            + describe_unprintable(key),
             field="idempotency_key",
         )
 
